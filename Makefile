@@ -1,0 +1,40 @@
+# Kiln's developer entry points. `make test` is what CI runs (see .ci/run).
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: test test-unit test-cluster test-server lint fmt crds docs generate check-generated bench help
+
+help:
+	@echo "make test          lint, then every test on the in-process API emulator (what CI runs)"
+	@echo "make test-cluster  the cluster tier on the backend the environment selects"
+	@echo "make lint          ruff, ruff format --check, mypy --strict, import contracts"
+	@echo "make crds          regenerate crds/ and docs/api.md from the API models"
+	@echo "make bench         run the model-server benchmark (see bench/README.md)"
+
+test: lint
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-unit:
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-cluster:
+	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
+
+test-server:
+	$(PYTHON) -m pytest tests/server $(PYTEST_ARGS)
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+	lint-imports
+
+fmt:
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+crds docs generate:
+	$(PYTHON) -m kiln_operator.crdgen --crds crds --docs docs/api.md
+
+bench:
+	bash bench/run.sh
