@@ -1,0 +1,1 @@
+"""Test support for the cluster tier: a Kubernetes client, backends, and process fixtures."""

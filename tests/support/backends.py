@@ -1,0 +1,164 @@
+"""The three Kubernetes API backends of the cluster tier, chosen by environment.
+
+- ``KILN_TEST_KUBECONFIG=<path>``: an existing cluster (kind, a dev cluster), used as is;
+- ``KUBEBUILDER_ASSETS=<folder>``: a real etcd + kube-apiserver started on loopback;
+- neither: the in-process API emulator (what CI runs).
+
+An explicit kubeconfig wins over envtest assets, so a developer with both set still reaches
+the cluster they named. Every backend yields the same :class:`Cluster`: a kubeconfig file
+for subprocesses and a :class:`KubeClient` for the test itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tests.support.envtest import EnvtestAssets, EnvtestControlPlane
+from tests.support.kube import KubeClient, load_manifests
+from tests.support.kubeconfig import write_kubeconfig
+
+if TYPE_CHECKING:
+    from tests.kubeemu import Emulator
+
+EMULATOR = "emulator"
+ENVTEST = "envtest"
+KUBECONFIG = "kubeconfig"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_FOLDER = REPO_ROOT / "crds"
+
+
+def select_backend(environ: Mapping[str, str]) -> str:
+    """Which backend the environment asks for (empty values count as unset)."""
+    if environ.get("KILN_TEST_KUBECONFIG"):
+        return KUBECONFIG
+    if environ.get("KUBEBUILDER_ASSETS"):
+        return ENVTEST
+    return EMULATOR
+
+
+def describe_backend(environ: Mapping[str, str]) -> str:
+    """The backend as pytest's header shows it, e.g. ``envtest (kube-apiserver v1.30.0)``."""
+    backend = select_backend(environ)
+    if backend == ENVTEST:
+        try:
+            assets = EnvtestAssets.from_folder(Path(environ["KUBEBUILDER_ASSETS"]))
+            return f"envtest (kube-apiserver {assets.apiserver_version()})"
+        except Exception as error:  # the header must not crash collection
+            return f"envtest (unusable: {error})"
+    if backend == KUBECONFIG:
+        return f"kubeconfig ({environ['KILN_TEST_KUBECONFIG']})"
+    return EMULATOR
+
+
+@dataclass
+class Cluster:
+    """One running API server, as every cluster test sees it."""
+
+    backend: str
+    description: str
+    kubeconfig: Path
+    client: KubeClient
+    #: The in-process emulator when ``backend == "emulator"`` (its request log), else None.
+    emulator: Emulator | None = None
+
+    @property
+    def runs_controllers(self) -> bool:
+        """Whether something garbage-collects owned objects and finishes namespace deletion.
+
+        envtest has no kube-controller-manager, so dependents survive their owner there;
+        the emulator collects garbage itself and a real cluster runs the controllers.
+        """
+        return self.backend != ENVTEST
+
+
+@contextlib.contextmanager
+def open_cluster(environ: Mapping[str, str], workdir: Path) -> Iterator[Cluster]:
+    """Start (or attach to) the selected backend; stop what was started on exit."""
+    backend = select_backend(environ)
+    description = describe_backend(environ)
+    if backend == KUBECONFIG:
+        kubeconfig = Path(environ["KILN_TEST_KUBECONFIG"]).expanduser().resolve()
+        client = KubeClient(kubeconfig)
+        try:
+            yield Cluster(backend, description, kubeconfig, client)
+        finally:
+            client.close()
+        return
+    if backend == ENVTEST:
+        plane = EnvtestControlPlane(
+            EnvtestAssets.from_folder(Path(environ["KUBEBUILDER_ASSETS"])), workdir / "envtest"
+        )
+        kubeconfig = plane.start()
+        client = KubeClient(kubeconfig)
+        try:
+            yield Cluster(backend, description, kubeconfig, client)
+        finally:
+            client.close()
+            plane.stop()
+        return
+    from tests.kubeemu import Emulator
+
+    emulator = Emulator(host="127.0.0.1", port=0)
+    url = emulator.start()
+    try:
+        kubeconfig = write_kubeconfig(workdir / "kubeconfig", url)
+        client = KubeClient(kubeconfig)
+        try:
+            yield Cluster(backend, description, kubeconfig, client, emulator)
+        finally:
+            client.close()
+    finally:
+        emulator.stop()
+
+
+def crd_manifests(folder: Path = CRD_FOLDER) -> list[dict[str, Any]]:
+    """Every CustomResourceDefinition document under ``folder`` (none if it is absent)."""
+    if not folder.is_dir():
+        return []
+    documents: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.y*ml")):
+        documents.extend(
+            doc for doc in load_manifests(path) if doc.get("kind") == "CustomResourceDefinition"
+        )
+    return documents
+
+
+def is_established(crd: dict[str, Any] | None) -> bool:
+    """A CRD whose ``Established`` condition is True: its resources are being served."""
+    if crd is None:
+        return False
+    conditions = crd.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def install_crds(
+    client: KubeClient, documents: list[dict[str, Any]], timeout: float = 60.0
+) -> list[str]:
+    """Create or update each CRD and wait until it is Established; return their names."""
+    names = []
+    for document in documents:
+        client.apply_manifest([document], namespace="default")
+        name = document["metadata"]["name"]
+        client.wait_for(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            name,
+            None,
+            is_established,
+            timeout=timeout,
+            description="condition Established=True",
+        )
+        names.append(name)
+    client.forget_discovery()
+    return names
+
+
+def environment() -> dict[str, str]:
+    """The process environment as a plain dict (one place to read it)."""
+    return dict(os.environ)
