@@ -37,9 +37,9 @@ def _log_event(type: str | None, name: str, namespace: str | None, resource: Any
 
 def _settings(options: OperatorOptions) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    # Kiln records its own conditions; kopf's progress annotations would be noise on
-    # objects that Argo CD compares with git.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf")
+    # The CRD schemas prune unknown status fields, so kopf's bookkeeping lives in
+    # annotations under Kiln's own prefix (Argo CD ignores annotations absent from git).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kiln.dev", key="last-handled-configuration"
     )
