@@ -2,9 +2,10 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: test test-unit test-cluster test-server lint fmt crds docs generate check-generated bench help
+.PHONY: quickstart test test-unit test-cluster test-server lint fmt crds docs generate check-generated bench help
 
 help:
+	@echo "make quickstart    kind cluster, images, CRDs, operator, and a first training run"
 	@echo "make test          lint, then every test on the in-process API emulator (what CI runs)"
 	@echo "make test-cluster  the cluster tier on the backend the environment selects"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import contracts"
@@ -35,6 +36,9 @@ fmt:
 
 crds docs generate:
 	$(PYTHON) -m kiln_operator.crdgen --crds crds --docs docs/api.md
+
+quickstart:
+	bash examples/quickstart/run.sh
 
 bench:
 	bash bench/run.sh
