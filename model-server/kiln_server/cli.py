@@ -1,16 +1,200 @@
-"""Command line of ``kiln-server``: ``serve``, ``validate`` and ``fetch``."""
+"""Command line of ``kiln-server``: ``serve``, ``validate`` and ``fetch``.
+
+Every ``serve`` flag can also be set by an environment variable (``--max-batch-size`` is
+``KILN_MAX_BATCH_SIZE``); a flag on the command line wins over the environment.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kiln_server.contract import TERMINATION_MESSAGE_PATH
+
+
+def _env(name: str, default: Any, kind: Callable[[str], Any] = str) -> Any:
+    raw = os.environ.get("KILN_" + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(
+            f"kiln-server: KILN_{name}={raw!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model over the Open Inference Protocol v2",
+        description="Serve DIR/model.onnx (and drift against DIR/baseline.json, if present).",
+    )
+    serve.add_argument(
+        "--model-dir",
+        default=_env("MODEL_DIR", None),
+        help="folder with model.onnx [KILN_MODEL_DIR]",
+    )
+    serve.add_argument(
+        "--model-name",
+        default=_env("MODEL_NAME", None),
+        help="name clients address [KILN_MODEL_NAME]",
+    )
+    serve.add_argument(
+        "--model-version",
+        default=_env("MODEL_VERSION", None),
+        help="version served under /versions/{v} [KILN_MODEL_VERSION]",
+    )
+    serve.add_argument("--host", default=_env("HOST", "0.0.0.0"), help="[KILN_HOST]")
+    serve.add_argument("--port", type=int, default=_env("PORT", 8080, int), help="[KILN_PORT]")
+    serve.add_argument(
+        "--max-batch-size",
+        type=_positive_int,
+        default=_env("MAX_BATCH_SIZE", 64, int),
+        help="rows per merged ONNX Runtime call [KILN_MAX_BATCH_SIZE]",
+    )
+    serve.add_argument(
+        "--max-queue-delay-ms",
+        type=_non_negative_float,
+        default=_env("MAX_QUEUE_DELAY_MS", 1.0, float),
+        help="under load, wait this long for a batch to fill [KILN_MAX_QUEUE_DELAY_MS]",
+    )
+    serve.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=_env("DEVICE", "cpu"),
+        help="ONNX Runtime execution provider [KILN_DEVICE]",
+    )
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=_env("THREADS", 0, int),
+        help="ONNX Runtime intra-op threads; 0 = cores available [KILN_THREADS]",
+    )
+    serve.add_argument(
+        "--max-request-bytes",
+        type=_positive_int,
+        default=_env("MAX_REQUEST_BYTES", 64 * 1024 * 1024, int),
+        help="larger request bodies get 413 [KILN_MAX_REQUEST_BYTES]",
+    )
+    serve.add_argument(
+        "--drift-window",
+        type=_positive_int,
+        default=_env("DRIFT_WINDOW", 2048, int),
+        help="live rows compared with baseline.json [KILN_DRIFT_WINDOW]",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=_non_negative_float,
+        default=_env("SHUTDOWN_TIMEOUT", 30.0, float),
+        help="seconds to finish in-flight requests on SIGTERM [KILN_SHUTDOWN_TIMEOUT]",
+    )
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[KILN_LOG_LEVEL]")
+
+
+def _add_artifact_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--uri",
+        required=True,
+        help="path, file://, pvc://claim/path, http(s):// or s3://bucket/key",
+    )
+    parser.add_argument("--sha256", required=True, help="expected digest, 64 hex digits")
+    parser.add_argument(
+        "--pvc-root",
+        default=_env("PVC_ROOT", "/mnt/pvc"),
+        help="where pvc://<claim> is mounted as <root>/<claim> [KILN_PVC_ROOT]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiln-server", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    validate = sub.add_parser("validate", help="fetch, verify, load and test-run a model artifact")
+    _add_artifact_flags(validate)
+    validate.add_argument(
+        "--termination-message-path",
+        default=_env("TERMINATION_MESSAGE_PATH", TERMINATION_MESSAGE_PATH),
+        help="where the JSON report also goes [KILN_TERMINATION_MESSAGE_PATH]",
+    )
+    fetch = sub.add_parser("fetch", help="download a model artifact and verify its digest")
+    _add_artifact_flags(fetch)
+    fetch.add_argument("--dest", required=True, help="folder; the artifact becomes DEST/model.onnx")
+    fetch.add_argument("--filename", default="model.onnx", help="file name inside --dest")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kiln_server.server import run
+    from kiln_server.settings import ServeSettings
+
+    if not args.model_dir or not args.model_name:
+        print(
+            "kiln-server serve: --model-dir and --model-name are required "
+            "(or KILN_MODEL_DIR and KILN_MODEL_NAME)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+        '"message":"%(message)s"}',
+    )
+    settings = ServeSettings(
+        model_dir=args.model_dir,
+        model_name=args.model_name,
+        model_version=args.model_version,
+        host=args.host,
+        port=args.port,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_ms=args.max_queue_delay_ms,
+        device=args.device,
+        threads=args.threads,
+        max_request_bytes=args.max_request_bytes,
+        drift_window_rows=args.drift_window,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    run(settings)
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from kiln_server.fetch import FetchError, fetch
+
+    try:
+        path = fetch(args.uri, args.sha256, args.dest, args.filename, pvc_root=args.pvc_root)
+    except FetchError as error:
+        print(f"kiln-server fetch: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from kiln_server.validate import run_validate
+
+    return run_validate(args.uri, args.sha256, args.termination_message_path, args.pvc_root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kiln-server", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="serve a model over the Open Inference Protocol v2")
-    sub.add_parser("validate", help="fetch, verify, load and test-run a model artifact")
-    sub.add_parser("fetch", help="download a model artifact and verify its digest")
-    parser.parse_args(argv)
-    return 2
+    args = build_parser().parse_args(argv)
+    commands = {"serve": _serve, "fetch": _fetch, "validate": _validate}
+    return commands[args.command](args)

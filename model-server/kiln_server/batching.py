@@ -1,0 +1,199 @@
+"""Dynamic batching: concurrent predict calls merged along dimension 0 into one ONNX call.
+
+A ``Batcher`` wraps a synchronous ``run(output_names, feeds)``. It is created inside the
+running event loop and keeps one call in progress at a time: while ONNX Runtime works, new
+requests queue; when it returns, everything compatible that queued meanwhile (same input
+names, trailing shapes and dtypes, same requested outputs) goes into the next call, up to
+``max_batch_size`` rows. An idle server runs a lone request at once. ``max_queue_delay``
+only applies under load (the previous call merged several requests): the batcher then waits
+up to that long for a batch to fill before starting it.
+
+Cheap calls run on the event loop itself (a thread hop costs more than they do); expensive
+ones run on a dedicated worker thread, since ONNX Runtime releases the GIL while it computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RunFunction = Callable[[Sequence[str], dict[str, np.ndarray]], list[np.ndarray]]
+BatchObserver = Callable[[int, float], None]
+RowsObserver = Callable[[dict[str, np.ndarray]], None]
+QueueObserver = Callable[[float], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: Hashable
+    feeds: dict[str, np.ndarray]
+    output_names: tuple[str, ...]
+    rows: int
+    future: asyncio.Future[list[np.ndarray]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class _BatchResult:
+    outputs: list[list[np.ndarray]] | None
+    error: BaseException | None
+    rows: int
+    compute_seconds: float
+
+
+class Batcher:
+    """Merges concurrent ``predict`` calls; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        run: RunFunction,
+        *,
+        max_batch_size: int,
+        max_queue_delay: float,
+        mergeable: bool,
+        run_inline: bool,
+        on_batch: BatchObserver,
+        on_queued: QueueObserver,
+        on_rows: RowsObserver | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._run = run
+        self._max_rows = max(1, max_batch_size)
+        self._delay = max(0.0, max_queue_delay)
+        self._mergeable = mergeable
+        self._executor = None if run_inline else ThreadPoolExecutor(1, "kiln-ort")
+        self._on_batch = on_batch
+        self._on_queued = on_queued
+        self._on_rows = on_rows
+        self._queue: deque[_Pending] = deque()
+        self._busy = False
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._under_load = False
+
+    def predict(
+        self, feeds: dict[str, np.ndarray], output_names: tuple[str, ...], rows: int
+    ) -> asyncio.Future[list[np.ndarray]]:
+        """Queue one request; the future resolves to its outputs, in ``output_names`` order."""
+        key: Hashable
+        if rows < 0:  # the caller found no common batch dimension: never merge this one
+            key, rows = object(), 1
+        else:
+            key = (
+                output_names,
+                tuple((name, array.shape[1:], array.dtype) for name, array in feeds.items()),
+            )
+        future: asyncio.Future[list[np.ndarray]] = self._loop.create_future()
+        self._queue.append(_Pending(key, feeds, output_names, rows, future))
+        if not self._busy and not self._scheduled:
+            # call_soon, not a direct call: requests read in this loop iteration join the batch
+            self._scheduled = True
+            self._loop.call_soon(self._dispatch)
+        return future
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def _take_batch(self) -> list[_Pending]:
+        head = self._queue.popleft()
+        batch = [head]
+        if not self._mergeable:
+            return batch
+        rows = head.rows
+        kept: deque[_Pending] = deque()
+        while self._queue and rows < self._max_rows:
+            item = self._queue.popleft()
+            if item.key == head.key and rows + item.rows <= self._max_rows:
+                batch.append(item)
+                rows += item.rows
+            else:
+                kept.append(item)
+        kept.extend(self._queue)
+        self._queue = kept
+        return batch
+
+    def _queued_rows_like_head(self) -> int:
+        head = self._queue[0]
+        return sum(item.rows for item in self._queue if item.key == head.key)
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        self._timer = None
+        if self._busy or not self._queue:
+            return
+        if self._delay and self._under_load and self._mergeable:
+            waited = time.perf_counter() - self._queue[0].enqueued
+            if waited < self._delay and self._queued_rows_like_head() < self._max_rows:
+                self._timer = self._loop.call_later(self._delay - waited, self._dispatch)
+                self._scheduled = True
+                return
+        batch = self._take_batch()
+        self._busy = True
+        self._under_load = len(batch) > 1
+        started = time.perf_counter()
+        for item in batch:
+            self._on_queued(started - item.enqueued)
+        if self._executor is None:
+            self._finish(batch, self._execute(batch))
+        else:
+            work = self._loop.run_in_executor(self._executor, self._execute, batch)
+            work.add_done_callback(lambda done: self._finish(batch, done.result()))
+
+    def _execute(self, batch: list[_Pending]) -> _BatchResult:
+        """Merge, run and split one batch (on the worker thread when there is one)."""
+        head = batch[0]
+        if len(batch) == 1:
+            feeds = head.feeds
+        else:
+            feeds = {
+                name: np.concatenate([item.feeds[name] for item in batch]) for name in head.feeds
+            }
+        total = sum(item.rows for item in batch)
+        start = time.perf_counter()
+        try:
+            merged = self._run(head.output_names, feeds)
+            compute = time.perf_counter() - start
+            if self._on_rows is not None:
+                self._on_rows(feeds)
+            if len(batch) == 1:
+                return _BatchResult([merged], None, total, compute)
+            if any(output.shape[:1] != (total,) for output in merged):
+                # The signature promised batch-major outputs but the model disagrees: fall
+                # back to one call per request rather than hand out wrong slices.
+                self._mergeable = False
+                singles = [self._run(item.output_names, item.feeds) for item in batch]
+                return _BatchResult(singles, None, total, time.perf_counter() - start)
+        except Exception as error:
+            return _BatchResult(None, error, total, time.perf_counter() - start)
+        results: list[list[np.ndarray]] = []
+        offset = 0
+        for item in batch:
+            end = offset + item.rows
+            results.append([output[offset:end] for output in merged])
+            offset = end
+        return _BatchResult(results, None, total, compute)
+
+    def _finish(self, batch: list[_Pending], result: _BatchResult) -> None:
+        self._busy = False
+        self._on_batch(result.rows, result.compute_seconds)
+        if result.outputs is not None:
+            for item, outputs in zip(batch, result.outputs, strict=True):
+                if not item.future.done():
+                    item.future.set_result(outputs)
+        else:
+            error = result.error or RuntimeError("batch failed")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+        if self._queue and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._dispatch)

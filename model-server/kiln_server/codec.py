@@ -1,0 +1,312 @@
+"""Open Inference Protocol v2 bodies <-> numpy: JSON tensors and the binary tensor extension.
+
+Binary extension (as Triton's and KServe's clients speak it): the HTTP header
+``Inference-Header-Content-Length`` gives the length of the JSON part at the start of the
+body; inputs whose ``parameters.binary_data_size`` is set take that many bytes, in order,
+from the rest. Outputs are returned binary when their request entry has
+``parameters.binary_data: true``, or, for outputs without that entry, when the request's
+``parameters.binary_data_output`` is true. Binary data is little-endian, row-major; BOOL is
+one byte; BYTES elements are a 4-byte little-endian length followed by the bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from kiln_server.datatypes import NUMPY_DTYPES, oip_datatype_of
+from kiln_server.errors import bad_request
+
+_ORJSON_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_INT_KINDS = ("i", "u")
+_FLOAT_KINDS = ("f", "i", "u")
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(slots=True)
+class InputTensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: np.ndarray
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    name: str
+    binary: bool | None
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    id: str | None
+    inputs: list[InputTensor]
+    outputs: list[RequestedOutput] | None
+    parameters: dict[str, Any] | None
+    binary_output: bool
+
+
+def decode_request(body: bytes, header_length: int | None) -> InferenceRequest:
+    """Parse an infer request body; ``header_length`` is Inference-Header-Content-Length."""
+    binary: memoryview | None = None
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise bad_request(
+                f"Inference-Header-Content-Length {header_length} is outside the body "
+                f"of {len(body)} bytes"
+            )
+        binary = memoryview(body)[header_length:]
+        body = body[:header_length]
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"malformed JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise bad_request("the request body must be a JSON object")
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise bad_request("'inputs' must be a non-empty list")
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad_request("'id' must be a string")
+    parameters = _parameters(document, "the request")
+    binary_output = False
+    if parameters is not None:
+        flag = parameters.get("binary_data_output", False)
+        if not isinstance(flag, bool):
+            raise bad_request("parameter 'binary_data_output' must be a boolean")
+        binary_output = flag
+    offset = 0
+    inputs = []
+    for raw in raw_inputs:
+        tensor, used = _decode_input(raw, binary, offset)
+        offset += used
+        inputs.append(tensor)
+    if binary is not None and offset != len(binary):
+        raise bad_request(
+            f"the body carries {len(binary)} bytes of binary tensor data, "
+            f"but the inputs' binary_data_size add up to {offset}"
+        )
+    outputs = _decode_outputs(document.get("outputs"))
+    return InferenceRequest(request_id, inputs, outputs, parameters, binary_output)
+
+
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any] | None:
+    parameters = holder.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise bad_request(f"'parameters' of {where} must be an object")
+    return parameters
+
+
+def _decode_input(raw: Any, binary: memoryview | None, offset: int) -> tuple[InputTensor, int]:
+    if not isinstance(raw, dict):
+        raise bad_request("each input must be an object")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise bad_request("each input needs a string 'name'")
+    datatype = raw.get("datatype")
+    dtype = NUMPY_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None or not isinstance(datatype, str):
+        raise bad_request(
+            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(NUMPY_DTYPES)}"
+        )
+    shape_raw = raw.get("shape")
+    if not isinstance(shape_raw, list) or not all(
+        type(dim) is int and dim >= 0 for dim in shape_raw
+    ):
+        raise bad_request(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    shape = tuple(shape_raw)
+    count = 1
+    for dim in shape:
+        count *= dim
+    parameters = _parameters(raw, f"input {name!r}")
+    size = parameters.get("binary_data_size") if parameters is not None else None
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise bad_request(f"input {name!r}: binary_data_size must be a non-negative integer")
+        if binary is None or offset + size > len(binary):
+            raise bad_request(
+                f"input {name!r}: binary_data_size {size} but only "
+                f"{0 if binary is None else len(binary) - offset} bytes of binary data remain "
+                "(is the Inference-Header-Content-Length header set?)"
+            )
+        chunk = binary[offset : offset + size]
+        array = _from_binary(name, datatype, dtype, chunk, count)
+        return InputTensor(name, datatype, shape, array.reshape(shape)), size
+    if "data" not in raw:
+        raise bad_request(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+    array = _from_json(name, datatype, dtype, raw["data"])
+    if array.size != count:
+        raise bad_request(
+            f"input {name!r}: shape {list(shape)} needs {count} elements, data has {array.size}"
+        )
+    return InputTensor(name, datatype, shape, array.reshape(shape)), 0
+
+
+def _from_binary(
+    name: str, datatype: str, dtype: np.dtype[Any], chunk: memoryview, count: int
+) -> np.ndarray:
+    if datatype == "BYTES":
+        return _bytes_elements(name, chunk, count)
+    expected = count * dtype.itemsize
+    if len(chunk) != expected:
+        raise bad_request(
+            f"input {name!r}: {count} {datatype} elements need {expected} bytes, "
+            f"binary_data_size is {len(chunk)}"
+        )
+    if datatype == "BOOL":
+        return np.frombuffer(chunk, dtype=np.uint8).astype(np.bool_)
+    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
+
+
+def _bytes_elements(name: str, chunk: memoryview, count: int) -> np.ndarray:
+    elements = np.empty(count, dtype=object)
+    position = 0
+    data = bytes(chunk)
+    for index in range(count):
+        if position + 4 > len(data):
+            raise bad_request(f"input {name!r}: binary BYTES data ends after {index} elements")
+        (length,) = _LENGTH.unpack_from(data, position)
+        position += 4
+        if position + length > len(data):
+            raise bad_request(f"input {name!r}: BYTES element {index} overruns the binary data")
+        elements[index] = data[position : position + length].decode("utf-8", "surrogateescape")
+        position += length
+    if position != len(data):
+        raise bad_request(f"input {name!r}: {len(data) - position} bytes left after {count} BYTES")
+    return elements
+
+
+def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    if datatype == "BYTES":
+        flat: list[str] = []
+        _flatten_strings(name, data, flat, 0)
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array
+    try:
+        array = np.asarray(data)
+    except ValueError:
+        raise bad_request(f"input {name!r}: nested 'data' is ragged") from None
+    kind = array.dtype.kind
+    if array.size == 0:
+        return np.zeros(0, dtype=dtype)
+    if datatype == "BOOL":
+        if kind != "b":
+            raise bad_request(f"input {name!r}: BOOL data must be true/false, got {array.dtype}")
+        return array
+    allowed = _INT_KINDS if dtype.kind in _INT_KINDS else _FLOAT_KINDS
+    if kind not in allowed:
+        what = "integers" if dtype.kind in _INT_KINDS else "numbers"
+        raise bad_request(f"input {name!r}: {datatype} data must be {what}, got {_kind(kind)}")
+    if dtype.kind in _INT_KINDS and kind in _INT_KINDS and array.dtype != dtype:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise bad_request(f"input {name!r}: a value is out of range for {datatype}")
+    return array.astype(dtype, copy=False)
+
+
+def _kind(kind: str) -> str:
+    return {"b": "booleans", "f": "floats", "U": "strings", "O": "mixed values"}.get(kind, kind)
+
+
+def _flatten_strings(name: str, data: list[Any], out: list[str], depth: int) -> None:
+    if depth > 32:
+        raise bad_request(f"input {name!r}: BYTES data nests too deeply")
+    for item in data:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, list):
+            _flatten_strings(name, item, out, depth + 1)
+        else:
+            raise bad_request(f"input {name!r}: BYTES data must be strings")
+
+
+@dataclass(slots=True)
+class OutputTensor:
+    name: str
+    data: np.ndarray
+    binary: bool
+
+
+def encode_response(
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    outputs: list[OutputTensor],
+) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header length when any output is binary."""
+    entries = []
+    blobs: list[bytes] = []
+    for output in outputs:
+        array = output.data
+        datatype = oip_datatype_of(array)
+        entry: dict[str, Any] = {
+            "name": output.name,
+            "datatype": datatype,
+            "shape": list(array.shape),
+        }
+        if output.binary:
+            blob = _to_binary(datatype, array)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        elif datatype == "BYTES" or array.dtype.kind in ("U", "S", "O"):
+            entry["data"] = [_text(item) for item in array.reshape(-1).tolist()]
+        else:
+            entry["data"] = np.ascontiguousarray(array).reshape(-1)
+        entries.append(entry)
+    document: dict[str, Any] = {"model_name": model_name, "outputs": entries}
+    if model_version is not None:
+        document["model_version"] = model_version
+    if request_id is not None:
+        document["id"] = request_id
+    header = orjson.dumps(document, option=_ORJSON_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def _text(item: Any) -> str:
+    return item.decode("utf-8", "surrogateescape") if isinstance(item, bytes) else str(item)
+
+
+def _to_binary(datatype: str, array: np.ndarray) -> bytes:
+    if datatype == "BYTES":
+        parts = []
+        for item in array.reshape(-1).tolist():
+            raw = item if isinstance(item, bytes) else str(item).encode("utf-8", "surrogateescape")
+            parts.append(_LENGTH.pack(len(raw)))
+            parts.append(raw)
+        return b"".join(parts)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(array).tobytes()
+
+
+def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise bad_request("'outputs' must be a list")
+    outputs = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad_request("each requested output needs a string 'name'")
+        name = entry["name"]
+        parameters = _parameters(entry, f"output {name!r}")
+        binary = None
+        if parameters is not None:
+            if "classification" in parameters:
+                raise bad_request(f"output {name!r}: the classification extension is not supported")
+            flag = parameters.get("binary_data")
+            if flag is not None and not isinstance(flag, bool):
+                raise bad_request(f"output {name!r}: parameter 'binary_data' must be a boolean")
+            binary = flag
+        outputs.append(RequestedOutput(name, binary))
+    return outputs

@@ -1,0 +1,83 @@
+"""Input drift: population stability index between recent live rows and the training baseline.
+
+The hot path only copies each batch's rows into a fixed-size ring buffer; binning and PSI are
+computed when ``/metrics`` is scraped, so drift costs a memcpy per ONNX Runtime call.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from kiln_server.baseline import Baseline
+
+# Empty bins would make PSI infinite; the usual remedy is a small floor on both shares.
+_SHARE_FLOOR = 1e-4
+
+
+def population_stability_index(expected: np.ndarray, actual_counts: np.ndarray) -> float:
+    """PSI = sum((a - e) * ln(a / e)) over bins, with shares floored to stay finite."""
+    total = float(actual_counts.sum())
+    if total == 0:
+        return 0.0
+    actual = np.maximum(actual_counts / total, _SHARE_FLOOR)
+    expected = np.maximum(expected, _SHARE_FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    rows: int
+    per_feature: dict[str, float]
+
+    @property
+    def overall(self) -> float:
+        return sum(self.per_feature.values()) / len(self.per_feature) if self.per_feature else 0.0
+
+
+class DriftMonitor:
+    """A sliding window of the last ``window_rows`` live rows of one 2-D input."""
+
+    def __init__(self, baseline: Baseline, input_name: str, columns: int, window_rows: int):
+        for feature in baseline.features:
+            if feature.column >= columns:
+                raise ValueError(
+                    f"baseline feature {feature.name!r} is column {feature.column}, "
+                    f"but input {input_name!r} has {columns} columns"
+                )
+        self.baseline = baseline
+        self.input_name = input_name
+        self._window = np.zeros((window_rows, columns), dtype=np.float64)
+        self._next = 0
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    def observe(self, rows: np.ndarray) -> None:
+        """Append a batch of live rows (shape [n, columns]) to the window."""
+        capacity = self._window.shape[0]
+        if rows.shape[0] >= capacity:
+            rows = rows[-capacity:]
+        count = rows.shape[0]
+        with self._lock:
+            end = self._next + count
+            if end <= capacity:
+                self._window[self._next : end] = rows
+            else:
+                split = capacity - self._next
+                self._window[self._next :] = rows[:split]
+                self._window[: count - split] = rows[split:]
+            self._next = end % capacity
+            self._rows = min(self._rows + count, capacity)
+
+    def report(self) -> DriftReport:
+        with self._lock:
+            window = self._window[: self._rows].copy()
+        per_feature: dict[str, float] = {}
+        if window.shape[0]:
+            for feature in self.baseline.features:
+                bins = np.searchsorted(feature.edges, window[:, feature.column], side="right")
+                counts = np.bincount(bins, minlength=feature.fractions.size)
+                per_feature[feature.name] = population_stability_index(feature.fractions, counts)
+        return DriftReport(rows=window.shape[0], per_feature=per_feature)

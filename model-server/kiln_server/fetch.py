@@ -1,0 +1,160 @@
+"""Fetch a model artifact by URI and verify its sha256 before anyone loads it.
+
+Schemes: a plain path or ``file://`` (local), ``pvc://<claim>/<path>`` (the claim mounted at
+``<pvc_root>/<claim>``, default root ``/mnt/pvc``), ``http://``/``https://`` (streamed), and
+``s3://<bucket>/<key>`` with the ``s3`` extra (boto3; ``AWS_ENDPOINT_URL`` selects any
+S3-compatible store). Downloads land in a temporary file next to the destination and are
+renamed into place only once the digest matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+DEFAULT_PVC_ROOT = "/mnt/pvc"
+_CHUNK = 1024 * 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HTTP_TIMEOUT_SECONDS = 60
+
+
+class FetchError(Exception):
+    """The artifact cannot be fetched, or its digest is not the expected one."""
+
+
+def normalise_digest(sha256: str) -> str:
+    digest = sha256.strip().lower().removeprefix("sha256:")
+    if not _HEX64.match(digest):
+        raise FetchError(f"--sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    return digest
+
+
+def local_path(uri: str, pvc_root: str = DEFAULT_PVC_ROOT) -> str | None:
+    """The filesystem path of a local URI (path, file://, pvc://), or None if remote."""
+    parts = urlsplit(uri)
+    if parts.scheme == "":
+        return uri
+    if parts.scheme == "file":
+        return parts.path
+    if parts.scheme == "pvc":
+        if not parts.netloc or not parts.path.strip("/"):
+            raise FetchError(f"pvc URI must be pvc://<claim>/<path>, got {uri!r}")
+        return os.path.join(pvc_root, parts.netloc, parts.path.lstrip("/"))
+    return None
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for chunk in iter(lambda: source.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check(uri: str, expected: str, actual: str) -> None:
+    if actual != expected:
+        raise FetchError(f"sha256 mismatch for {uri}: expected {expected}, got {actual}")
+
+
+def _http_chunks(uri: str) -> Iterator[bytes]:
+    try:
+        with urllib.request.urlopen(uri, timeout=_HTTP_TIMEOUT_SECONDS) as response:
+            yield from iter(lambda: response.read(_CHUNK), b"")
+    except urllib.error.HTTPError as error:
+        raise FetchError(f"GET {uri} answered HTTP {error.code} {error.reason}") from error
+    except (urllib.error.URLError, OSError) as error:
+        raise FetchError(f"GET {uri} failed: {error}") from error
+
+
+def _s3_chunks(uri: str) -> Iterator[bytes]:
+    try:
+        import boto3
+        import botocore.exceptions
+    except ImportError as error:
+        raise FetchError("s3:// URIs need the 's3' extra (pip install 'kiln[s3]')") from error
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not bucket or not key:
+        raise FetchError(f"s3 URI must be s3://<bucket>/<key>, got {uri!r}")
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+        yield from body.iter_chunks(_CHUNK)
+    except botocore.exceptions.BotoCoreError as error:
+        raise FetchError(f"s3 GET {uri} failed: {error}") from error
+    except botocore.exceptions.ClientError as error:
+        raise FetchError(f"s3 GET {uri} failed: {error}") from error
+
+
+def _remote_chunks(uri: str) -> Iterator[bytes]:
+    scheme = urlsplit(uri).scheme
+    if scheme in ("http", "https"):
+        return _http_chunks(uri)
+    if scheme == "s3":
+        return _s3_chunks(uri)
+    raise FetchError(
+        f"unsupported URI scheme {scheme!r} in {uri!r}; use a path, file://, pvc://, "
+        "http(s):// or s3://"
+    )
+
+
+def _stream_into(target: BinaryIO, chunks: Iterator[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest()
+
+
+def fetch(
+    uri: str,
+    sha256: str,
+    dest_dir: str,
+    filename: str = "model.onnx",
+    *,
+    pvc_root: str = DEFAULT_PVC_ROOT,
+) -> str:
+    """Put the verified artifact at ``dest_dir/filename`` and return that path."""
+    expected = normalise_digest(sha256)
+    os.makedirs(dest_dir, exist_ok=True)
+    destination = os.path.join(dest_dir, filename)
+    source = local_path(uri, pvc_root)
+    if source is not None:
+        if not os.path.isfile(source):
+            raise FetchError(f"{uri}: no such file {source}")
+        _check(uri, expected, file_sha256(source))
+        if os.path.abspath(source) != os.path.abspath(destination):
+            shutil.copyfile(source, destination)
+        return destination
+    descriptor, partial = tempfile.mkstemp(prefix=f".{filename}.", dir=dest_dir)
+    try:
+        with os.fdopen(descriptor, "wb") as target:
+            actual = _stream_into(target, _remote_chunks(uri))
+        _check(uri, expected, actual)
+        os.replace(partial, destination)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
+    return destination
+
+
+def verified_local_or_fetched(
+    uri: str, sha256: str, scratch_dir: str, *, pvc_root: str = DEFAULT_PVC_ROOT
+) -> str:
+    """A verified local path of the artifact: in place if local, else downloaded to scratch."""
+    expected = normalise_digest(sha256)
+    source = local_path(uri, pvc_root)
+    if source is None:
+        return fetch(uri, expected, scratch_dir, pvc_root=pvc_root)
+    if not os.path.isfile(source):
+        raise FetchError(f"{uri}: no such file {source}")
+    _check(uri, expected, file_sha256(source))
+    return source

@@ -1,0 +1,316 @@
+"""A lean HTTP/1.1 server: an asyncio Protocol with httptools parsing.
+
+What it does: keep-alive, pipelining (requests on one connection are answered strictly in
+order, one at a time), Content-Length and chunked request bodies, a request size limit (413),
+``Expect: 100-continue``, HEAD, 400 on malformed requests, idle keep-alive timeout, and a
+graceful drain for shutdown. What it leaves to the handler: routing and every body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from http import HTTPStatus
+from typing import cast
+
+import httptools
+import orjson
+
+log = logging.getLogger("kiln_server.http_server")
+
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_JSON = b"application/json"
+# Pipelined requests buffered per connection before we stop reading from it.
+_MAX_PIPELINED = 32
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[bytes, bytes]
+    body: bytes
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    body: bytes
+    content_type: bytes = _JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def json_response(status: int, document: object) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps(document))
+
+
+def error_response(status: int, message: str) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps({"error": message}))
+
+
+Handler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+
+
+@dataclass
+class ServerState:
+    """What the listening server shares with its connections."""
+
+    handler: Handler
+    max_body: int
+    keep_alive_timeout: float
+    connections: set[HttpProtocol] = field(default_factory=set)
+    draining: bool = False
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._in_message = False
+        self._rejected = False
+        self._requests: deque[tuple[HttpRequest, bool]] = deque()
+        self._busy = False
+        self._write_paused = False
+        self._read_paused = False
+        self._closing = False
+        self._rejection: HttpResponse | None = None
+        self.last_active = time.monotonic()
+
+    # --- connection lifecycle -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self._state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state.connections.discard(self)
+        self._closing = True
+        self._requests.clear()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._next_request()
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy and not self._requests and not self._in_message
+
+    def close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    # --- parsing --------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.last_active = time.monotonic()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as error:
+            if not self._rejected:
+                self._reject(400, f"malformed HTTP request: {error}")
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower()
+        previous = self._headers.get(key)
+        self._headers[key] = value if previous is None else previous + b", " + value
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._state.max_body:
+            self._reject(413, f"request body of {int(length)} bytes exceeds {self._state.max_body}")
+            return
+        expect = self._headers.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and self._transport:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._state.max_body:
+            self._reject(413, f"request body exceeds {self._state.max_body} bytes")
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._rejected:
+            return
+        url = self._url
+        query = url.find(b"?")
+        if query >= 0:
+            url = url[:query]
+        path = url.decode("latin-1")
+        if "%" in path:
+            from urllib.parse import unquote
+
+            path = unquote(path)
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        method = self._parser.get_method().decode("latin-1")
+        request = HttpRequest(method, path, self._headers, body)
+        self._requests.append((request, self._parser.should_keep_alive()))
+        if len(self._requests) > _MAX_PIPELINED and self._transport and not self._read_paused:
+            self._read_paused = True
+            self._transport.pause_reading()
+        if not self._busy:
+            self._next_request()
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer an unparseable or oversized request and close: the stream cannot resync."""
+        self._rejected = True
+        self._in_message = False
+        self._rejection = error_response(status, message)
+        self._requests.append((HttpRequest("REJECT", "", {}, b""), False))
+        if not self._busy:
+            self._next_request()
+
+    # --- answering ------------------------------------------------------------------------
+    def _next_request(self) -> None:
+        while not self._busy and self._requests and not self._write_paused and not self._closing:
+            request, keep_alive = self._requests.popleft()
+            if self._read_paused and len(self._requests) <= _MAX_PIPELINED // 2:
+                self._read_paused = False
+                if self._transport is not None:
+                    self._transport.resume_reading()
+            if request.method == "REJECT" and self._rejection is not None:
+                self._write(request, self._rejection, keep_alive=False)
+                return
+            try:
+                outcome = self._state.handler(request)
+            except Exception:
+                log.exception("handler failed for %s %s", request.method, request.path)
+                outcome = error_response(500, "internal server error")
+            if isinstance(outcome, HttpResponse):
+                self._write(request, outcome, keep_alive)
+                continue
+            self._busy = True
+            task = self._loop.create_task(_resolve(outcome))
+            task.add_done_callback(partial(self._answered, request, keep_alive))
+
+    def _answered(
+        self, request: HttpRequest, keep_alive: bool, done: asyncio.Task[HttpResponse]
+    ) -> None:
+        self._busy = False
+        if done.cancelled():
+            return
+        self._write(request, done.result(), keep_alive)
+        self._next_request()
+
+    def _write(self, request: HttpRequest, response: HttpResponse, keep_alive: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        keep_alive = keep_alive and not self._state.draining
+        body = response.body
+        head = [
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            % (
+                response.status,
+                _REASONS.get(response.status, b"Unknown"),
+                response.content_type,
+                len(body),
+            )
+        ]
+        for name, value in response.headers:
+            head.append(b"%s: %s\r\n" % (name, value))
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        if request.method != "HEAD":
+            if len(body) < 65536:
+                head.append(body)
+                transport.write(b"".join(head))
+            else:
+                transport.writelines([b"".join(head), body])
+        else:
+            transport.write(b"".join(head))
+        self.last_active = time.monotonic()
+        if not keep_alive:
+            self._closing = True
+            self._requests.clear()
+            transport.close()
+
+
+async def _resolve(outcome: Awaitable[HttpResponse]) -> HttpResponse:
+    try:
+        return await outcome
+    except Exception:
+        log.exception("handler failed")
+        return error_response(500, "internal server error")
+
+
+class HttpServer:
+    """A listening socket plus its connections; ``drain`` is the graceful shutdown."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(self.state), host, port, reuse_address=True, backlog=1024
+        )
+        self._sweeper = loop.create_task(self._close_idle_connections())
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _close_idle_connections(self) -> None:
+        timeout = self.state.keep_alive_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 2))
+            cutoff = time.monotonic() - timeout
+            for connection in list(self.state.connections):
+                if connection.idle and connection.last_active < cutoff:
+                    connection.close()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop accepting, let in-flight requests finish, close keep-alive connections."""
+        self.state.draining = True
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + grace_seconds
+        while self.state.connections and time.monotonic() < deadline:
+            for connection in list(self.state.connections):
+                if connection.idle:
+                    connection.close()
+            await asyncio.sleep(0.02)
+        for connection in list(self.state.connections):
+            connection.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
