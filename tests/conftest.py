@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The selected API backend, with every CRD in ``crds/`` installed and Established."""
     with open_cluster(environment(), tmp_path_factory.mktemp("cluster")) as running:
-        install_crds(running.client, crd_manifests())
+        running.crds = install_crds(running.client, crd_manifests())
         yield running
 
 
@@ -64,20 +64,33 @@ def namespace_name_for(test_name: str) -> str:
 
 
 @pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test, deleted when it ends.
+def make_namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Callable[[], str]]:
+    """Create fresh namespaces on demand; all of them are deleted when the test ends.
 
     Deletion is not awaited: on envtest no namespace controller ever finishes it, and a
     unique name per test makes waiting unnecessary everywhere.
     """
-    name = namespace_name_for(request.node.name)
-    cluster.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    try:
-        cluster.client.delete("v1", "Namespace", name)
-    except ApiError as error:
-        if error.status != 404:
-            raise
+    created: list[str] = []
+
+    def make() -> str:
+        name = namespace_name_for(request.node.name)
+        cluster.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        try:
+            cluster.client.delete("v1", "Namespace", name)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[], str]) -> str:
+    """A fresh namespace for one test, deleted when it ends."""
+    return make_namespace()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,8 @@ class Cluster:
     client: KubeClient
     #: The in-process emulator when ``backend == "emulator"`` (its request log), else None.
     emulator: Emulator | None = None
+    #: Names of the CRDs installed from ``crds/`` for the session.
+    crds: list[str] = field(default_factory=list)
 
     @property
     def runs_controllers(self) -> bool:

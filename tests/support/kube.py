@@ -408,7 +408,11 @@ class KubeClient:
         return self.watch_path(path, params, timeout)
 
     def watch_path(self, path: str, query: Mapping[str, Any], timeout: float) -> Iterator[Obj]:
-        """Watch events of any collection path (see :meth:`watch`)."""
+        """Watch events of any collection path (see :meth:`watch`).
+
+        The request is sent before this returns, so a watch is established (and a
+        refused one has raised :class:`ApiError`) before the caller makes changes.
+        """
         deadline = time.monotonic() + timeout
         response = self._pool.request(
             "GET",
@@ -418,30 +422,35 @@ class KubeClient:
             preload_content=False,
             retries=False,
         )
-        try:
-            if response.status != 200:
-                body = response.read()
-                raise ApiError("GET", path, response.status, _decode(body))
-            buffered = b""
-            try:
-                for chunk in response.stream(1024 * 64, decode_content=True):
-                    buffered += chunk
-                    while b"\n" in buffered:
-                        line, buffered = buffered.split(b"\n", 1)
-                        if line.strip():
-                            yield json.loads(line)
-                    if time.monotonic() >= deadline:
-                        return
-            except urllib3.exceptions.ReadTimeoutError:
-                return
-            except urllib3.exceptions.ProtocolError:
-                # The server ended the stream (timeoutSeconds) between chunks.
-                return
-            if buffered.strip():
-                yield json.loads(buffered)
-        finally:
-            response.close()
+        if response.status != 200:
+            body = response.read()
             response.release_conn()
+            raise ApiError("GET", path, response.status, _decode(body))
+        return _watch_events(response, deadline)
+
+
+def _watch_events(response: urllib3.BaseHTTPResponse, deadline: float) -> Iterator[Obj]:
+    """Decode newline-delimited watch events until the stream or the deadline ends."""
+    buffered = b""
+    try:
+        for chunk in response.stream(1024 * 64, decode_content=True):
+            buffered += chunk
+            while b"\n" in buffered:
+                line, buffered = buffered.split(b"\n", 1)
+                if line.strip():
+                    yield json.loads(line)
+            if time.monotonic() >= deadline:
+                return
+        if buffered.strip():
+            yield json.loads(buffered)
+    except urllib3.exceptions.ReadTimeoutError:
+        return
+    except urllib3.exceptions.ProtocolError:
+        # The server closed the stream (its timeoutSeconds) in the middle of a chunk.
+        return
+    finally:
+        response.close()
+        response.release_conn()
 
 
 def _bool_param(value: bool | None) -> str | None:

@@ -1,0 +1,85 @@
+"""Label and field selectors on list, with every operator the API server accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.conftest import config_map
+from tests.support.kube import ApiError, KubeClient
+
+
+@pytest.fixture
+def labelled(kube: KubeClient, namespace: str) -> str:
+    """Four ConfigMaps with different labels in ``namespace``."""
+    kube.create(config_map("ml-stable", labels={"team": "ml", "track": "stable"}), namespace)
+    kube.create(config_map("ml-canary", labels={"team": "ml", "track": "canary"}), namespace)
+    kube.create(config_map("web", labels={"team": "web"}), namespace)
+    kube.create(config_map("plain", labels={"kind": "plain"}), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("team=ml", ["ml-canary", "ml-stable"]),
+        ("team==ml", ["ml-canary", "ml-stable"]),
+        ("team!=ml", ["plain", "web"]),
+        ("team in (web, nobody)", ["web"]),
+        ("team notin (ml)", ["plain", "web"]),
+        ("track", ["ml-canary", "ml-stable"]),
+        ("!track", ["plain", "web"]),
+        ("team=ml,track=canary", ["ml-canary"]),
+        ("team=ml,!track", []),
+    ],
+)
+def test_label_selector(
+    kube: KubeClient, labelled: str, selector: str, expected: list[str]
+) -> None:
+    items = kube.list("v1", "ConfigMap", labelled, label_selector=selector)["items"]
+    names = sorted(
+        i["metadata"]["name"] for i in items if i["metadata"]["name"] != "kube-root-ca.crt"
+    )
+    assert names == expected
+
+
+def test_field_selector_on_name(kube: KubeClient, labelled: str) -> None:
+    items = kube.list("v1", "ConfigMap", labelled, field_selector="metadata.name=web")["items"]
+    assert [i["metadata"]["name"] for i in items] == ["web"]
+
+
+def test_field_selector_on_namespace_across_namespaces(kube: KubeClient, labelled: str) -> None:
+    items = kube.list(
+        "v1",
+        "ConfigMap",
+        None,
+        field_selector=f"metadata.namespace={labelled}",
+        label_selector="team",
+    )["items"]
+    assert sorted(i["metadata"]["name"] for i in items) == ["ml-canary", "ml-stable", "web"]
+
+
+def test_field_selector_on_pod_phase(kube: KubeClient, namespace: str) -> None:
+    for name in ("a", "b"):
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+            },
+            namespace,
+        )
+    running = kube.get("v1", "Pod", "a", namespace)
+    running["status"] = {**running.get("status", {}), "phase": "Running"}
+    kube.replace(running, subresource="status")
+    items = kube.list("v1", "Pod", namespace, field_selector="status.phase=Running")["items"]
+    assert [i["metadata"]["name"] for i in items] == ["a"]
+    others = kube.list("v1", "Pod", namespace, field_selector="status.phase!=Running")["items"]
+    assert [i["metadata"]["name"] for i in others] == ["b"]
+
+
+def test_an_unsupported_field_selector_is_a_bad_request(kube: KubeClient, labelled: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        kube.list("v1", "ConfigMap", labelled, field_selector="data.x=1")
+    assert caught.value.status == 400
+    assert caught.value.reason == "BadRequest"
