@@ -18,6 +18,8 @@ test: lint
 test-unit:
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
 
+# The backend comes from the environment: KILN_TEST_KUBECONFIG=<file> (an existing cluster),
+# KUBEBUILDER_ASSETS=<dir with etcd and kube-apiserver> (envtest), else the in-process emulator.
 test-cluster:
 	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
 
