@@ -119,13 +119,8 @@ class EnvtestControlPlane:
         self.version = self.assets.apiserver_version()
         pki = generate_control_plane_pki(self.workdir / "pki")
         try:
-            etcd_port, peer_port = free_port(), free_port()
-            etcd = self._spawn(
-                "etcd",
-                [str(self.assets.etcd), *etcd_args(self.workdir / "etcd", etcd_port, peer_port)],
-            )
-            etcd_url = f"http://127.0.0.1:{etcd_port}"
-            _wait_until_ok(f"{etcd_url}/health", etcd, self._log("etcd"), None)
+            etcd, etcd_url = start_etcd(self.assets.etcd, self.workdir / "etcd", self._log("etcd"))
+            self._processes.append(etcd)
 
             secure_port = free_port()
             cert_dir = self.workdir / "apiserver-certs"
@@ -173,6 +168,26 @@ class EnvtestControlPlane:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         self._processes.append(process)
         return process
+
+
+def start_etcd(binary: Path, data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a single-member etcd on two free loopback ports; return it and its client URL
+    once ``/health`` answers. The caller owns the process."""
+    client_port, peer_port = free_port(), free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(binary), *etcd_args(data_dir, client_port, peer_port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{client_port}"
+    try:
+        _wait_until_ok(f"{url}/health", process, log, None)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, url
 
 
 def _wait_until_ok(

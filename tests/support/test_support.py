@@ -6,10 +6,13 @@ documents) and the test PKI, checked for real with a mutual-TLS handshake on loo
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import ssl
 import subprocess
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,13 @@ from tests.support.backends import (
     is_established,
     select_backend,
 )
-from tests.support.envtest import ControlPlaneError, EnvtestAssets, apiserver_args, etcd_args
+from tests.support.envtest import (
+    ControlPlaneError,
+    EnvtestAssets,
+    apiserver_args,
+    etcd_args,
+    start_etcd,
+)
 from tests.support.kube import Resource, load_manifests
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.operator import unhandled_exceptions
@@ -294,3 +303,18 @@ def test_the_operator_command_is_runnable() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--namespace" in result.stdout
+
+
+def test_etcd_starts_with_the_envtest_flags(tmp_path: Path) -> None:
+    """Runs where an etcd binary is installed (Debian's etcd-server 3.4 is enough)."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        pytest.skip("no etcd binary on PATH")
+    process, url = start_etcd(Path(binary), tmp_path / "data", tmp_path / "etcd.log")
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+            assert json.loads(answer.read())["health"] == "true"
+    finally:
+        process.terminate()
+        process.wait(15)
+    assert (tmp_path / "data" / "member").is_dir()
