@@ -1,0 +1,128 @@
+"""ONNX models the server tests build with onnx.helper: small, deterministic, varied."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, directory: str) -> str:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "model.onnx")
+    onnx.save(model, path)
+    return path
+
+
+def tabular(directory: str, features: int = 8, classes: int = 3, seed: int = 7) -> str:
+    """FP32 [N, features] -> Gemm -> Relu -> Gemm -> Softmax -> FP32 [N, classes]."""
+    rng = np.random.default_rng(seed)
+    w0 = rng.standard_normal((features, 16)).astype(np.float32)
+    b0 = rng.standard_normal(16).astype(np.float32)
+    w1 = rng.standard_normal((16, classes)).astype(np.float32)
+    b1 = rng.standard_normal(classes).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["input", "W0", "B0"], ["h"]),
+            helper.make_node("Relu", ["h"], ["hr"]),
+            helper.make_node("Gemm", ["hr", "W1", "B1"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["output"], axis=-1),
+        ],
+        "tabular",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", classes])],
+        initializer=[
+            numpy_helper.from_array(w0, "W0"),
+            numpy_helper.from_array(b0, "B0"),
+            numpy_helper.from_array(w1, "W1"),
+            numpy_helper.from_array(b1, "B1"),
+        ],
+    )
+    return _save(graph, directory)
+
+
+def mixed(directory: str) -> str:
+    """Several inputs and outputs of other dtypes: INT64, BOOL, STRING, FP64.
+
+    counts INT64 [N, 4]  -> doubled  INT64 [N, 4]
+    flags  BOOL  [N, 2]  -> negated  BOOL  [N, 2]
+    labels STRING [N, 1] -> echoed   STRING [N, 1]
+    scale  FP64  [N, 1]  -> total    FP64  [N, 1]  (row sum of counts times scale)
+    """
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["counts", "counts"], ["doubled"]),
+            helper.make_node("Not", ["flags"], ["negated"]),
+            helper.make_node("Identity", ["labels"], ["echoed"]),
+            helper.make_node("Cast", ["counts"], ["counts_f"], to=TensorProto.DOUBLE),
+            helper.make_node("ReduceSum", ["counts_f", "axes"], ["row_sum"], keepdims=1),
+            helper.make_node("Mul", ["row_sum", "scale"], ["total"]),
+        ],
+        "mixed",
+        [
+            helper.make_tensor_value_info("counts", TensorProto.INT64, ["N", 4]),
+            helper.make_tensor_value_info("flags", TensorProto.BOOL, ["N", 2]),
+            helper.make_tensor_value_info("labels", TensorProto.STRING, ["N", 1]),
+            helper.make_tensor_value_info("scale", TensorProto.DOUBLE, ["N", 1]),
+        ],
+        [
+            helper.make_tensor_value_info("doubled", TensorProto.INT64, ["N", 4]),
+            helper.make_tensor_value_info("negated", TensorProto.BOOL, ["N", 2]),
+            helper.make_tensor_value_info("echoed", TensorProto.STRING, ["N", 1]),
+            helper.make_tensor_value_info("total", TensorProto.DOUBLE, ["N", 1]),
+        ],
+        initializer=[numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )
+    return _save(graph, directory)
+
+
+def lookup(directory: str, rows: int = 4) -> str:
+    """Gather rows of a small table by INT64 index: an out-of-range index fails at run time."""
+    table = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "index"], ["row"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("index", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("row", TensorProto.FLOAT, ["N", 2])],
+        initializer=[numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, directory)
+
+
+def fixed_batch(directory: str) -> str:
+    """FP16 input with a fixed batch of 1: requests can never be merged."""
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 3])],
+    )
+    return _save(graph, directory)
+
+
+def slow(directory: str, size: int = 512, layers: int = 24) -> str:
+    """FP32 [N, size] through ``layers`` dense MatMuls: slow enough to be caught in flight."""
+    rng = np.random.default_rng(3)
+    nodes, inits = [], []
+    current = "input"
+    for layer in range(layers):
+        weight = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+        inits.append(numpy_helper.from_array(weight, f"W{layer}"))
+        out = "output" if layer == layers - 1 else f"h{layer}"
+        nodes.append(helper.make_node("MatMul", [current, f"W{layer}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", size])],
+        initializer=inits,
+    )
+    return _save(graph, directory)

@@ -1,0 +1,198 @@
+"""HTTP/1.1 behaviour on raw sockets: keep-alive, pipelining, chunked bodies, 100-continue,
+size limits and malformed requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.server.server_process import ServerProcess
+
+pytestmark = pytest.mark.server
+
+LIMIT = 4096
+BODY = json.dumps(
+    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.25] * 8}]}
+).encode()
+
+
+@pytest.fixture(scope="module")
+def small_limit_server(tabular_dir: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(tabular_dir, "tabular", "--max-request-bytes", str(LIMIT))
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+class RawClient:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed before a full response: {self.buffer!r}")
+            self.buffer += chunk
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buffer) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-body")
+            self.buffer += chunk
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, headers, body
+
+    def closed_by_peer(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[int], RawClient]]:
+    clients: list[RawClient] = []
+
+    def open_client(port: int) -> RawClient:
+        clients.append(RawClient(port))
+        return clients[-1]
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+def post(path: str, body: bytes, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    for _ in range(5):
+        client.send(post("/v2/models/tabular/infer", BODY))
+        status, headers, _ = client.read_response()
+        assert status == 200
+        assert "connection" not in headers
+
+
+def test_pipelined_requests_are_answered_in_order(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    batch = b"".join(
+        post("/v2/models/tabular/infer", json.dumps(
+            {"id": str(i), "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
+                                       "data": [float(i)] * 8}]}).encode())
+        for i in range(10)
+    ) + b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"  # fmt: skip
+    client.send(batch)
+    ids = [json.loads(client.read_response()[2])["id"] for _ in range(10)]
+    assert ids == [str(i) for i in range(10)]
+    assert client.read_response()[2] == b'{"live":true}'
+
+
+def test_chunked_request_bodies_are_reassembled(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    chunks = [BODY[:10], BODY[10:50], BODY[50:]]
+    encoded = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    client.send(
+        b"POST /v2/models/tabular/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + encoded
+    )
+    status, _, body = client.read_response()
+    assert status == 200
+    assert json.loads(body)["outputs"][0]["shape"] == [1, 3]
+
+
+def test_expect_100_continue_gets_an_interim_response(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    client.send(
+        f"POST /v2/models/tabular/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(BODY)}\r\n"
+        "Expect: 100-continue\r\n\r\n".encode()
+    )
+    assert client.read_response()[0] == 100
+    client.send(BODY)
+    assert client.read_response()[0] == 200
+
+
+def test_a_declared_length_over_the_limit_is_413_before_the_body(
+    small_limit_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(small_limit_server.port)
+    client.send(
+        f"POST /v2/models/tabular/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT + 1}\r\n"
+        "Expect: 100-continue\r\n\r\n".encode()
+    )
+    status, headers, body = client.read_response()
+    assert status == 413
+    assert headers["connection"] == "close"
+    assert json.loads(body) == {"error": f"request body of {LIMIT + 1} bytes exceeds {LIMIT}"}
+    assert client.closed_by_peer()
+
+
+def test_a_chunked_body_growing_over_the_limit_is_413(
+    small_limit_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(small_limit_server.port)
+    chunk = b"x" * 1024
+    client.send(
+        b"POST /v2/models/tabular/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(b"400\r\n" + chunk + b"\r\n" for _ in range(5))
+    )
+    status, _, body = client.read_response()
+    assert status == 413
+    assert "exceeds 4096 bytes" in json.loads(body)["error"]
+
+
+def test_malformed_http_is_400_and_the_connection_closes(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    client.send(b"NOT HTTP AT ALL\r\n\r\n")
+    status, _, body = client.read_response()
+    assert status == 400
+    assert "malformed HTTP request" in json.loads(body)["error"]
+    assert client.closed_by_peer()
+
+
+def test_http_1_0_without_keep_alive_closes_after_the_answer(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    client.send(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
+    status, headers, _ = client.read_response()
+    assert status == 200
+    assert headers["connection"] == "close"
+    assert client.closed_by_peer()
+
+
+def test_query_strings_and_percent_encoding_route_like_plain_paths(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    assert tabular_server.get("/v2/models/tab%75lar/ready?x=1").status == 200
