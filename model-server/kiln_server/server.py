@@ -109,9 +109,13 @@ class ModelServer:
         settings = self.settings
         try:
             model, drift, run_inline = await asyncio.to_thread(_load, settings)
-        except (ModelLoadError, BaselineError, OSError) as error:
+        except (ModelLoadError, BaselineError, OSError, ValueError) as error:
             log.error("model %s cannot be served: %s", settings.model_name, error)
             self.dataplane.fail(str(error))
+            return False
+        except Exception as error:
+            log.exception("model %s failed to load", settings.model_name)
+            self.dataplane.fail(f"loading failed: {error}")
             return False
         metrics = self.metrics
 

@@ -69,6 +69,17 @@ class ServerProcess:
             time.sleep(0.05)
         raise TimeoutError(f"server never became ready: {self.get('/v2/health/ready').body!r}")
 
+    def wait_unready_reason(self, timeout: float = 30.0) -> Reply:
+        """The readiness answer once loading has ended in failure."""
+        self.wait_live(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = self.get("/v2/health/ready")
+            if reply.status != 503 or b"is loading" not in reply.body:
+                return reply
+            time.sleep(0.05)
+        raise TimeoutError("the model never finished loading")
+
     def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 

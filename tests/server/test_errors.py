@@ -179,12 +179,7 @@ def test_cuda_without_a_gpu_keeps_the_server_unready_with_a_clear_message(
 ) -> None:
     server = ServerProcess(tabular_dir, "tabular", "--device", "cuda")
     try:
-        server.wait_live()
-        reply = server.get("/v2/health/ready")
-        for _ in range(100):
-            if "CUDAExecutionProvider" in reply.body.decode():
-                break
-            reply = server.get("/v2/health/ready")
+        reply = server.wait_unready_reason()
         assert reply.status == 503
         message = error_of(reply)
         assert "--device cuda needs ONNX Runtime's CUDAExecutionProvider" in message
@@ -200,11 +195,7 @@ def test_cuda_without_a_gpu_keeps_the_server_unready_with_a_clear_message(
 def test_a_model_dir_without_a_model_is_unready_and_says_why(tmp_path: object) -> None:
     server = ServerProcess(str(tmp_path), "ghost")
     try:
-        server.wait_live()
-        for _ in range(100):
-            reply = server.get("/v2/health/ready")
-            if "cannot load" in reply.body.decode():
-                break
+        reply = server.wait_unready_reason()
         assert reply.status == 503
         assert "model.onnx" in error_of(reply)
     finally:

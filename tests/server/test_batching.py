@@ -1,0 +1,196 @@
+"""Dynamic batching: concurrent requests merge into few ONNX Runtime calls, split back exactly;
+incompatible requests never merge; an idle server adds no delay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from kiln_server.batching import Batcher
+from kiln_server.runtime import OnnxModel
+from tests.server import models
+from tests.server.server_process import ServerProcess, metric_value
+
+
+class CountingModel:
+    """A real ONNX model whose calls are recorded (rows per call and outputs asked for)."""
+
+    def __init__(self, path: str) -> None:
+        self.model = OnnxModel(path, threads=1)
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
+
+    def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.calls.append((next(iter(feeds.values())).shape[0], tuple(names)))
+        return self.model.run(names, feeds)
+
+
+def make_batcher(model: CountingModel, **overrides: object) -> Batcher:
+    options: dict[str, object] = {
+        "max_batch_size": 64,
+        "max_queue_delay": 0.0,
+        "mergeable": True,
+        "run_inline": False,
+        "on_batch": lambda rows, seconds: None,
+        "on_queued": lambda seconds: None,
+    }
+    options.update(overrides)
+    return Batcher(model.run, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def mixed_model(mixed_dir: str) -> CountingModel:
+    return CountingModel(os.path.join(mixed_dir, "model.onnx"))
+
+
+@pytest.fixture
+def tabular_model(tabular_dir: str) -> CountingModel:
+    return CountingModel(os.path.join(tabular_dir, "model.onnx"))
+
+
+def rows(n: int, seed: int) -> dict[str, np.ndarray]:
+    return {"input": np.random.default_rng(seed).standard_normal((n, 8)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_concurrent_requests_merge_and_split_back_exactly(
+    tabular_model: CountingModel, inline: bool
+) -> None:
+    batcher = make_batcher(tabular_model, run_inline=inline)
+    inputs = [rows(n, seed) for seed, n in enumerate([1, 3, 1, 2, 5])]
+    results = await asyncio.gather(
+        *(batcher.predict(feeds, ("output",), feeds["input"].shape[0]) for feeds in inputs)
+    )
+    batcher.close()
+    assert tabular_model.calls == [(12, ("output",))]
+    for feeds, [output] in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(output, tabular_model.model.run(["output"], feeds)[0])
+
+
+async def test_batches_never_exceed_the_max_batch_size(tabular_model: CountingModel) -> None:
+    batcher = make_batcher(tabular_model, max_batch_size=4)
+    await asyncio.gather(*(batcher.predict(rows(1, i), ("output",), 1) for i in range(10)))
+    batcher.close()
+    assert [n for n, _ in tabular_model.calls] == [4, 4, 2]
+
+
+async def test_a_request_larger_than_the_max_batch_runs_alone(
+    tabular_model: CountingModel,
+) -> None:
+    batcher = make_batcher(tabular_model, max_batch_size=4)
+    [output] = await batcher.predict(rows(9, 0), ("output",), 9)
+    batcher.close()
+    assert output.shape == (9, 3)
+    assert tabular_model.calls == [(9, ("output",))]
+
+
+async def test_requests_with_different_outputs_or_shapes_are_not_merged(
+    mixed_model: CountingModel,
+) -> None:
+    def feeds(n: int, width: int = 1) -> dict[str, np.ndarray]:
+        return {
+            "counts": np.ones((n, 4), np.int64),
+            "flags": np.zeros((n, 2), bool),
+            "labels": np.full((n, width), "a", dtype=object),
+            "scale": np.ones((n, 1)),
+        }
+
+    batcher = make_batcher(mixed_model)
+    await asyncio.gather(
+        batcher.predict(feeds(1), ("total",), 1),
+        batcher.predict(feeds(2), ("doubled",), 2),
+        batcher.predict(feeds(1), ("total",), 1),
+        batcher.predict(feeds(1), ("total", "doubled"), 1),
+    )
+    batcher.close()
+    assert sorted(mixed_model.calls) == [
+        (1, ("total", "doubled")),
+        (2, ("doubled",)),
+        (2, ("total",)),
+    ]
+
+
+async def test_an_unmergeable_model_runs_each_request_alone(
+    tabular_model: CountingModel,
+) -> None:
+    batcher = make_batcher(tabular_model, mergeable=False)
+    await asyncio.gather(*(batcher.predict(rows(1, i), ("output",), 1) for i in range(3)))
+    batcher.close()
+    assert tabular_model.calls == [(1, ("output",))] * 3
+
+
+async def test_an_idle_batcher_does_not_wait_for_the_queue_delay(
+    tabular_model: CountingModel,
+) -> None:
+    batcher = make_batcher(tabular_model, max_queue_delay=0.5)
+    start = time.perf_counter()
+    await batcher.predict(rows(1, 0), ("output",), 1)
+    await batcher.predict(rows(1, 1), ("output",), 1)
+    elapsed = time.perf_counter() - start
+    batcher.close()
+    assert elapsed < 0.25
+
+
+async def test_a_failing_call_fails_every_request_in_its_batch(tmp_path: object) -> None:
+    directory = str(tmp_path)
+    models.lookup(directory)
+    model = CountingModel(os.path.join(directory, "model.onnx"))
+    batcher = make_batcher(model)
+
+    def index(value: int) -> dict[str, np.ndarray]:
+        return {"index": np.array([value], dtype=np.int64)}
+
+    outcomes = await asyncio.gather(
+        batcher.predict(index(0), ("row",), 1),
+        batcher.predict(index(99), ("row",), 1),
+        return_exceptions=True,
+    )
+    batcher.close()
+    assert all(isinstance(outcome, Exception) for outcome in outcomes)
+    assert model.calls == [(2, ("row",))]
+
+
+@pytest.mark.server
+def test_concurrent_http_requests_show_merged_batches_in_the_histogram(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = str(tmp_path_factory.mktemp("slow"))
+    models.slow(directory)
+    server = ServerProcess(directory, "slow", "--threads", "1", "--max-batch-size", "64")
+    try:
+        server.wait_ready()
+        session = ort.InferenceSession(os.path.join(directory, "model.onnx"))
+        inputs = [np.full((1, 512), i / 10, dtype=np.float32) for i in range(24)]
+
+        def call(x: np.ndarray) -> list[float]:
+            reply = server.infer(
+                {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 512],
+                             "data": x.reshape(-1).tolist()}]}
+            )  # fmt: skip
+            assert reply.status == 200, reply.body
+            return list(reply.json()["outputs"][0]["data"])
+
+        with ThreadPoolExecutor(24) as pool:
+            outputs = list(pool.map(call, inputs))
+        for x, got in zip(inputs, outputs, strict=True):
+            np.testing.assert_allclose(got, session.run(None, {"input": x})[0][0], rtol=1e-4)
+        exposition = server.metrics()
+        calls = metric_value(exposition, "kiln_inference_batch_size_count")
+        rows_total = metric_value(exposition, "kiln_inference_batch_size_sum")
+        single_row_calls = metric_value(exposition, "kiln_inference_batch_size_bucket", le="1.0")
+        assert rows_total == 24
+        assert calls is not None
+        assert calls < 24
+        assert single_row_calls is not None
+        assert single_row_calls < calls
+        assert metric_value(exposition, "kiln_inference_requests_total", code="200") == 24
+        assert json.loads(server.get("/v2/health/ready").body) == {"ready": True}
+    finally:
+        server.stop()
