@@ -1,0 +1,202 @@
+"""``kiln-server fetch`` and ``validate``: local, pvc, http and s3 sources, digests always
+checked, and the signature report in stdout and the termination message."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from kiln_server.validate import compact, model_opset
+from tests.server import models
+from tests.server.server_process import free_port
+
+
+def kiln(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kiln_server", *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as source:
+        return hashlib.sha256(source.read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    directory = str(tmp_path_factory.mktemp("artifact"))
+    path = models.mixed(directory)
+    return path, sha256_of(path)
+
+
+@pytest.fixture(scope="module")
+def http_root(artifact: tuple[str, str]) -> Iterator[str]:
+    directory = os.path.dirname(artifact[0])
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=directory, **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(artifact: tuple[str, str]) -> Iterator[dict[str, str]]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    client = boto3.client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    client.create_bucket(Bucket="models")
+    client.upload_file(artifact[0], "models", "mixed/v1/model.onnx")
+    yield env
+    server.stop()
+
+
+def test_fetch_over_http_verifies_and_places_the_artifact(
+    artifact: tuple[str, str], http_root: str, tmp_path: object
+) -> None:
+    dest = os.path.join(str(tmp_path), "model")
+    result = kiln("fetch", "--uri", f"{http_root}/model.onnx", "--sha256", artifact[1],
+                  "--dest", dest)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == os.path.join(dest, "model.onnx")
+    assert sha256_of(os.path.join(dest, "model.onnx")) == artifact[1]
+
+
+def test_fetch_with_a_wrong_digest_fails_precisely_and_leaves_nothing(
+    artifact: tuple[str, str], http_root: str, tmp_path: object
+) -> None:
+    dest = os.path.join(str(tmp_path), "model")
+    wrong = "0" * 64
+    result = kiln("fetch", "--uri", f"{http_root}/model.onnx", "--sha256", wrong, "--dest", dest)
+    assert result.returncode == 1
+    assert f"sha256 mismatch for {http_root}/model.onnx: expected {wrong}, got {artifact[1]}" in (
+        result.stderr
+    )
+    assert os.listdir(dest) == []
+
+
+def test_fetch_reports_http_errors(http_root: str, tmp_path: object) -> None:
+    result = kiln("fetch", "--uri", f"{http_root}/missing.onnx", "--sha256", "a" * 64,
+                  "--dest", str(tmp_path))  # fmt: skip
+    assert result.returncode == 1
+    assert "answered HTTP 404" in result.stderr
+
+
+def test_fetch_from_s3_compatible_storage(
+    artifact: tuple[str, str], s3_endpoint: dict[str, str], tmp_path: object
+) -> None:
+    result = kiln("fetch", "--uri", "s3://models/mixed/v1/model.onnx", "--sha256", artifact[1],
+                  "--dest", str(tmp_path), env=s3_endpoint)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(os.path.join(str(tmp_path), "model.onnx")) == artifact[1]
+    missing = kiln("fetch", "--uri", "s3://models/nope.onnx", "--sha256", artifact[1],
+                   "--dest", str(tmp_path), env=s3_endpoint)  # fmt: skip
+    assert missing.returncode == 1
+    assert "s3 GET s3://models/nope.onnx failed" in missing.stderr
+
+
+def test_fetch_resolves_pvc_uris_under_the_mount_root(
+    artifact: tuple[str, str], tmp_path: object
+) -> None:
+    root = os.path.dirname(os.path.dirname(artifact[0]))
+    claim = os.path.basename(os.path.dirname(artifact[0]))
+    dest = os.path.join(str(tmp_path), "out")
+    result = kiln("fetch", "--uri", f"pvc://{claim}/model.onnx", "--sha256", artifact[1],
+                  "--dest", dest, "--pvc-root", root)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(os.path.join(dest, "model.onnx")) == artifact[1]
+
+
+def test_unknown_schemes_and_malformed_digests_are_rejected(tmp_path: object) -> None:
+    ftp = kiln("fetch", "--uri", "ftp://x/m.onnx", "--sha256", "a" * 64, "--dest", str(tmp_path))
+    assert ftp.returncode == 1
+    assert "unsupported URI scheme 'ftp'" in ftp.stderr
+    short = kiln("fetch", "--uri", "/x", "--sha256", "abc", "--dest", str(tmp_path))
+    assert short.returncode == 1
+    assert "64 hexadecimal digits" in short.stderr
+
+
+def test_validate_reports_the_signature_on_stdout_and_in_the_termination_message(
+    artifact: tuple[str, str], http_root: str, tmp_path: object
+) -> None:
+    message = os.path.join(str(tmp_path), "termination-log")
+    result = kiln("validate", "--uri", f"{http_root}/model.onnx", "--sha256", artifact[1],
+                  "--termination-message-path", message)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    with open(message) as written:
+        assert json.load(written) == report
+    assert report["ok"] is True
+    assert report["sha256"] == artifact[1]
+    assert report["sizeBytes"] == os.path.getsize(artifact[0])
+    assert report["opset"] == models.OPSET
+    assert report["inputs"][0] == {"name": "counts", "datatype": "INT64", "shape": [-1, 4]}
+    assert [o["datatype"] for o in report["outputs"]] == ["INT64", "BOOL", "BYTES", "FP64"]
+
+
+def test_validate_with_a_wrong_digest_writes_the_failure(
+    artifact: tuple[str, str], tmp_path: object
+) -> None:
+    message = os.path.join(str(tmp_path), "termination-log")
+    result = kiln("validate", "--uri", artifact[0], "--sha256", "f" * 64,
+                  env={"KILN_TERMINATION_MESSAGE_PATH": message})  # fmt: skip
+    assert result.returncode == 1
+    with open(message) as written:
+        failure = json.load(written)
+    assert failure["ok"] is False
+    assert failure["error"].startswith(f"sha256 mismatch for {artifact[0]}: expected fff")
+
+
+def test_validate_rejects_a_file_that_is_not_a_model(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "model.onnx")
+    with open(path, "wb") as out:
+        out.write(b"definitely not protobuf")
+    message = os.path.join(str(tmp_path), "termination-log")
+    result = kiln("validate", "--uri", f"file://{path}", "--sha256", sha256_of(path),
+                  "--termination-message-path", message)  # fmt: skip
+    assert result.returncode == 1
+    with open(message) as written:
+        assert "ONNX Runtime cannot load" in json.load(written)["error"]
+
+
+def test_termination_messages_stay_under_4_kib_for_huge_signatures() -> None:
+    tensors = [{"name": f"input_{i:04d}", "datatype": "FP32", "shape": [-1, i]} for i in range(400)]
+    text = compact({"ok": True, "inputs": tensors, "outputs": tensors[:3]})
+    assert len(text.encode()) < 4096
+    document = json.loads(text)
+    assert document["truncated"] is True
+    assert document["outputs"] == tensors[:3]
+
+
+def test_the_opset_is_read_from_the_model_file(artifact: tuple[str, str]) -> None:
+    assert model_opset(artifact[0]) == models.OPSET

@@ -1,0 +1,86 @@
+"""Process lifecycle: environment configuration, warm-up before ready, graceful SIGTERM,
+and the idle memory budget."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.server import models
+from tests.server.server_process import Reply, ServerProcess
+
+pytestmark = pytest.mark.server
+
+
+def test_settings_come_from_kiln_environment_variables(tabular_dir: str) -> None:
+    server = ServerProcess(
+        tabular_dir, "ignored-by-flag", env={"KILN_MODEL_VERSION": "7", "KILN_THREADS": "1"}
+    )
+    try:
+        server.wait_ready()
+        assert server.get("/v2/models/ignored-by-flag").json()["versions"] == ["7"]
+        assert server.get("/v2/models/ignored-by-flag/versions/7/ready").status == 200
+    finally:
+        server.stop()
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = str(tmp_path_factory.mktemp("slow"))
+    models.slow(directory, size=1024, layers=32)
+    server = ServerProcess(directory, "slow", "--threads", "1")
+    server.wait_ready()
+    x = np.ones((256, 1024), dtype=np.float32)
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [256, 1024],
+                        "data": x.reshape(-1).tolist()}]}  # fmt: skip
+    replies: list[Reply] = []
+    worker = threading.Thread(target=lambda: replies.append(server.infer(body)))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait until the request is being computed
+        if 'kiln_inference_requests_in_flight{model="slow",version=""} 1.0' in server.metrics():
+            break
+        time.sleep(0.005)
+    else:
+        pytest.fail("the request never reached the server")
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", server.port), timeout=2),
+    ):
+        pass  # no longer accepting
+    worker.join(30)
+    assert replies, "the in-flight request got no answer"
+    assert replies[0].status == 200
+    assert replies[0].json()["outputs"][0]["shape"] == [256, 1024]
+    assert server.process.wait(30) == 0
+    assert time.monotonic() - started < 25
+    assert "draining" in server.output()
+    server.stop()
+
+
+def test_an_idle_server_with_a_tabular_model_stays_under_150_mb(
+    tabular_server: ServerProcess,
+) -> None:
+    with open(f"/proc/{tabular_server.process.pid}/status") as status:
+        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    assert rss_kb < 150 * 1024, f"idle RSS is {rss_kb / 1024:.0f} MiB"
+
+
+def test_the_module_entry_point_and_the_console_script_agree() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "kiln_server", "serve", "--help"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0
+    for flag in ("--max-batch-size", "--max-queue-delay-ms", "--device", "KILN_THREADS"):
+        assert flag in result.stdout
