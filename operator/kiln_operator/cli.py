@@ -27,6 +27,7 @@ class OperatorOptions:
     accelerator_map: str | None = None
     log_format: str = "plain"
     verbose: bool = False
+    resync_seconds: float = 60.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
@@ -77,10 +78,19 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         "(e.g. nvidia-h100: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3})",
     )
     parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="re-check every object at least this often, even without events (default 60)",
+    )
+    parser.add_argument(
         "--log-format", choices=("plain", "full", "json"), default="plain", help="log format"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
+    if not args.resync_seconds > 0:
+        parser.error(f"--resync-seconds must be positive, got {args.resync_seconds}")
     for port_name in ("liveness_port", "metrics_port"):
         port = getattr(args, port_name)
         if not 0 <= port <= 65535:
@@ -94,6 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         accelerator_map=args.accelerator_map,
         log_format=args.log_format,
         verbose=args.verbose,
+        resync_seconds=args.resync_seconds,
     )
 
 

@@ -13,20 +13,47 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from kiln_operator import API_GROUP, API_VERSION
+from kiln_operator import API_GROUP, API_VERSION, kube
+from kiln_operator.accelerators import load_accelerator_map
 from kiln_operator.cli import OperatorOptions
+from kiln_operator.handlers import trainingjob as trainingjob_handlers
+from kiln_operator.reconcilers.trainingjob import TrainingJobContext, crash_point_from_environment
 
 log = logging.getLogger("kiln.operator")
 
-#: The plural resource names of the three kinds, as the CRDs declare them.
-KINDS = ("trainingjobs", "modelversions", "inferenceservices")
+#: Kinds whose reconcilers are still to come: their events are only logged for now.
+LOGGED_KINDS = ("modelversions", "inferenceservices")
 
 
-def build_registry() -> kopf.OperatorRegistry:
-    """Register Kiln's handlers on a registry of their own."""
+def build_registry(options: OperatorOptions | None = None) -> kopf.OperatorRegistry:
+    """Register Kiln's handlers on a registry of their own.
+
+    The accelerator map is read here, so a broken file stops the operator before it
+    touches anything; the API client is connected when kopf starts its event loop.
+    """
+    options = options or OperatorOptions()
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    for plural in KINDS:
+    training = TrainingJobContext(
+        kube=None,  # type: ignore[arg-type]  # connected by the startup handler below
+        accelerators=load_accelerator_map(options.accelerator_map),
+        resync_seconds=options.resync_seconds,
+        crash_point=crash_point_from_environment(),
+    )
+
+    @kopf.on.startup(registry=registry)
+    async def connect(**_: Any) -> None:
+        training.kube = await kube.Kube.connect()
+
+    @kopf.on.cleanup(registry=registry)
+    async def disconnect(**_: Any) -> None:
+        if training.queue is not None:
+            training.queue.close()
+        if training.kube is not None:
+            await training.kube.close()
+
+    trainingjob_handlers.register(registry, training)
+    for plural in LOGGED_KINDS:
         kopf.on.event(API_GROUP, API_VERSION, plural, registry=registry)(_log_event)
     return registry
 
@@ -65,7 +92,7 @@ async def run_operator(options: OperatorOptions) -> None:
         "all namespaces" if options.all_namespaces else ", ".join(options.namespaces),
     )
     await kopf.operator(
-        registry=build_registry(),
+        registry=build_registry(options),
         settings=_settings(options),
         clusterwide=options.all_namespaces,
         namespaces=options.namespaces,

@@ -176,6 +176,8 @@ class Run(ApiModel):
 
     name: Annotated[str, Field(min_length=1, max_length=63)]
     """The run's name, also its Job's name."""
+    number: Annotated[int, Field(ge=1), Format("int64")] | None = None
+    """The run's number: runs of a TrainingJob are numbered 1, 2, 3... in start order."""
     job: Annotated[str, Field(max_length=63)] | None = None
     """The batch/v1 Job executing the run."""
     trigger: RunTrigger
@@ -224,6 +226,8 @@ class TrainingJobStatus(ApiModel):
     """The most recent runs, oldest first (at most `runsHistoryLimit`)."""
     last_schedule_time: Timestamp | None = None
     """When the schedule last started (or skipped) a run."""
+    next_schedule_time: Timestamp | None = None
+    """When the schedule starts the next run (absent without a schedule or while suspended)."""
     handled_run_request: Annotated[str, Field(max_length=256)] | None = None
     """The last value of the `kiln.dev/run` annotation acted on."""
 

@@ -1,0 +1,1 @@
+"""Pure decisions: functions from observed state (and an injected clock) to verdicts."""

@@ -1,0 +1,208 @@
+"""Which run to start now, if any: spec change, on demand, schedule or an external request.
+
+Every trigger is judged against the runs that exist (Jobs, including one created just before
+a crash) as well as against status, so a restarted operator never starts the same run twice:
+- spec: the run-relevant spec hash differs from the latest run's (only without a schedule;
+  a scheduled TrainingJob runs on its schedule);
+- manual: the ``kiln.dev/run`` annotation holds a value neither recorded as handled nor
+  carried by the latest manual run;
+- schedule: a scheduled time passed since the last one acted on (see ``schedule``);
+- drift (or any caller): an explicit :class:`RunRequest`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kiln_operator import naming
+from kiln_operator.api.trainingjob import RunTrigger, TrainingJobSpec
+from kiln_operator.decisions.runs import RunRow
+from kiln_operator.decisions.schedule import ScheduleError, schedule_decision, scheduled_action
+from kiln_operator.runinfo import RunStart
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """An explicit request for a run, e.g. from an InferenceService that detected drift."""
+
+    trigger: RunTrigger
+    message: str
+
+
+@dataclass(frozen=True)
+class StartDecision:
+    """What the triggers ask for in this reconcile."""
+
+    start: RunStart | None = None
+    replace_active: bool = False
+    """Stop the active runs first (schedule with concurrencyPolicy Replace)."""
+    last_schedule_time: str | None = None
+    next_schedule_time: str | None = None
+    handled_run_request: str | None = None
+    notice: tuple[str, str] | None = None
+    """A reason and message worth an event although nothing starts (a skipped schedule)."""
+    schedule_error: str | None = None
+
+
+def format_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+def decide_start(
+    *,
+    training_job: str,
+    spec: TrainingJobSpec,
+    spec_digest: str,
+    rows: Sequence[RunRow],
+    run_annotation: str | None,
+    handled_run_request: str | None,
+    last_schedule_time: str | None,
+    created: str | None,
+    now: dt.datetime,
+    blocked: bool = False,
+    request: RunRequest | None = None,
+) -> StartDecision:
+    """Decide at ``now``. ``blocked`` (a configuration problem) starts nothing."""
+    number = max((row.number for row in rows), default=0) + 1
+    latest = rows[-1] if rows else None
+    handled = _handled_request(rows, run_annotation, handled_run_request)
+    last_scheduled = _last_scheduled(rows, last_schedule_time)
+
+    def start(trigger: RunTrigger, message: str, **extra: str | None) -> RunStart:
+        return RunStart(
+            name=naming.run_name(training_job, number, spec_digest),
+            number=number,
+            trigger=trigger,
+            spec_hash=spec_digest,
+            message=message,
+            scheduled_time=extra.get("scheduled_time"),
+            request_value=extra.get("request_value"),
+        )
+
+    if spec.suspend or blocked:
+        return StartDecision(handled_run_request=handled, last_schedule_time=last_scheduled)
+
+    if request is not None:
+        return StartDecision(
+            start=start(request.trigger, request.message),
+            handled_run_request=handled,
+            last_schedule_time=last_scheduled,
+        )
+
+    if run_annotation and run_annotation != handled:
+        return StartDecision(
+            start=start(
+                "manual",
+                f"requested by annotation {naming.RUN_REQUEST_ANNOTATION}={run_annotation}",
+                request_value=run_annotation,
+            ),
+            handled_run_request=run_annotation,
+            last_schedule_time=last_scheduled,
+        )
+
+    if spec.schedule:
+        return _scheduled(spec, rows, last_scheduled, created, now, handled, start)
+
+    if latest is None or latest.spec_hash != spec_digest:
+        message = "first run" if latest is None else f"spec changed ({latest.spec_hash} -> "
+        if latest is not None:
+            message += f"{spec_digest})"
+        return StartDecision(start=start("spec", message), handled_run_request=handled)
+    return StartDecision(handled_run_request=handled)
+
+
+def _scheduled(
+    spec: TrainingJobSpec,
+    rows: Sequence[RunRow],
+    last_scheduled: str | None,
+    created: str | None,
+    now: dt.datetime,
+    handled: str | None,
+    start: object,
+) -> StartDecision:
+    assert spec.schedule is not None
+    since = parse_time(last_scheduled) or parse_time(created) or now
+    try:
+        decision = schedule_decision(
+            spec.schedule, spec.time_zone, since, now, spec.starting_deadline_seconds
+        )
+    except ScheduleError as error:
+        return StartDecision(
+            handled_run_request=handled,
+            last_schedule_time=last_scheduled,
+            schedule_error=str(error),
+        )
+    next_time = format_time(decision.next_time)
+    if decision.due is None:
+        return StartDecision(
+            handled_run_request=handled,
+            last_schedule_time=last_scheduled,
+            next_schedule_time=next_time,
+        )
+    due = format_time(decision.due)
+    if decision.too_late:
+        return StartDecision(
+            handled_run_request=handled,
+            last_schedule_time=due,
+            next_schedule_time=next_time,
+            notice=(
+                "MissedSchedule",
+                f"skipped the run scheduled for {due}: more than "
+                f"{spec.starting_deadline_seconds}s late (startingDeadlineSeconds)",
+            ),
+        )
+    active = sum(1 for row in rows if row.active)
+    action = scheduled_action(spec.concurrency_policy, active)
+    if action == "skip":
+        return StartDecision(
+            handled_run_request=handled,
+            last_schedule_time=due,
+            next_schedule_time=next_time,
+            notice=(
+                "ScheduleSkipped",
+                f"skipped the run scheduled for {due}: {active} run(s) still active "
+                "(concurrencyPolicy Forbid)",
+            ),
+        )
+    assert callable(start)
+    run: RunStart = start("schedule", f"scheduled for {due}", scheduled_time=due)
+    return StartDecision(
+        start=run,
+        replace_active=action == "replace",
+        handled_run_request=handled,
+        last_schedule_time=due,
+        next_schedule_time=next_time,
+    )
+
+
+def _handled_request(
+    rows: Sequence[RunRow], annotation: str | None, recorded: str | None
+) -> str | None:
+    """The request value already acted on: status, or the newest manual run's Job (which
+    survives a crash between creating the Job and writing status)."""
+    manual = [row for row in rows if row.trigger == "manual" and row.request_value is not None]
+    if manual and annotation is not None and manual[-1].request_value == annotation:
+        return annotation
+    return recorded
+
+
+def _last_scheduled(rows: Sequence[RunRow], recorded: str | None) -> str | None:
+    times = [t for t in (recorded, *(row.scheduled_time for row in rows)) if t]
+    return (
+        max(times, key=lambda t: parse_time(t) or dt.datetime.min.replace(tzinfo=dt.UTC))
+        if (times)
+        else None
+    )

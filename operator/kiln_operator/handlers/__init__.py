@@ -1,0 +1,1 @@
+"""Thin kopf handlers, one module per kind: translate kopf events into reconciles."""

@@ -1,0 +1,1 @@
+"""Reconcilers: gather an object's world once, decide with pure functions, then write."""

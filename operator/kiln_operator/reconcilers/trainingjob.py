@@ -1,0 +1,420 @@
+"""Reconcile one TrainingJob: gather its world, decide, write.
+
+gather: the TrainingJob, its Jobs and their pods, and the namespace's ModelVersions, read
+once. decide: pure functions (:mod:`kiln_operator.decisions`) say which run starts, what
+each run's row is, what registers, what is pruned and what status should be. write: create
+children, register versions, delete pruned Jobs, then patch status once if it changed, and
+post events only after that write succeeded. In steady state nothing is written.
+
+:func:`start_run` is the entry point other reconcilers use to ask for a run (drift).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import pydantic
+
+from kiln_operator import kube, naming
+from kiln_operator.accelerators import AcceleratorMap
+from kiln_operator.api.trainingjob import RunTrigger, TrainingJobSpec
+from kiln_operator.builders.event import desired_event
+from kiln_operator.builders.job import desired_headless_service, desired_job
+from kiln_operator.builders.modelversion import Registration, desired_model_version
+from kiln_operator.conditions import Verdict
+from kiln_operator.decisions.registration import (
+    next_version,
+    registered_version_of,
+    registration_step,
+)
+from kiln_operator.decisions.runs import (
+    REGISTERED,
+    REGISTRATION_FAILED,
+    RunRow,
+    observe_runs,
+    run_from_job,
+)
+from kiln_operator.decisions.schedule import ScheduleError, validate_schedule
+from kiln_operator.decisions.status import (
+    Notice,
+    desired_status,
+    status_patch,
+    transition_notices,
+)
+from kiln_operator.decisions.triggers import (
+    RunRequest,
+    StartDecision,
+    decide_start,
+    format_time,
+    parse_time,
+)
+from kiln_operator.workqueue import Key, WorkQueue
+
+log = logging.getLogger("kiln.operator")
+
+#: Fault injection for the crash tests only: the operator SIGKILLs itself right after
+#: creating a run's Job ("job-created") or a ModelVersion ("modelversion-created"),
+#: before status records it. Unset in every real deployment.
+CRASH_POINT_ENV: Final = "KILN_OPERATOR_CRASH_AFTER"
+
+#: How soon to look again while a run is active (Job and pod events usually come first).
+ACTIVE_RECHECK_SECONDS: Final = 30.0
+#: Attempts at allocating a version number before giving up for this reconcile.
+ALLOCATION_ATTEMPTS: Final = 20
+
+
+@dataclass
+class TrainingJobContext:
+    """What reconciles of TrainingJobs share in one operator process."""
+
+    kube: kube.Kube
+    accelerators: AcceleratorMap = field(default_factory=AcceleratorMap)
+    resync_seconds: float = 60.0
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    crash_point: str | None = None
+    queue: WorkQueue | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile reads, read once."""
+
+    training_job: dict[str, Any]
+    spec: TrainingJobSpec
+    jobs: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    model_versions: list[dict[str, Any]]
+
+
+async def reconcile(
+    ctx: TrainingJobContext, key: Key, request: RunRequest | None = None
+) -> ReconcileOutcome:
+    """Bring one TrainingJob's world in line with its spec; say when to look again."""
+    namespace, name = key
+    observed = await gather(ctx.kube, namespace, name)
+    if observed is None:
+        return ReconcileOutcome(requeue_after=None)
+    return await _decide_and_write(ctx, observed, request)
+
+
+@dataclass(frozen=True)
+class ReconcileOutcome:
+    requeue_after: float | None
+    started_run: str | None = None
+
+
+async def start_run(
+    ctx: TrainingJobContext, namespace: str, name: str, trigger: RunTrigger, message: str
+) -> str | None:
+    """Start a run of TrainingJob ``namespace/name`` now, with ``trigger`` (e.g. "drift").
+
+    Returns the run's name, or None when the TrainingJob is gone, suspended or cannot start
+    runs (its conditions say why). Serialised with the TrainingJob's other reconciles.
+    """
+    key = (namespace, name)
+
+    async def work() -> ReconcileOutcome:
+        return await reconcile(ctx, key, RunRequest(trigger, message))
+
+    outcome = await (ctx.queue.exclusive(key, work) if ctx.queue else work())
+    if ctx.queue is not None and outcome.requeue_after is not None:
+        ctx.queue.requeue(key, outcome.requeue_after)
+    return outcome.started_run
+
+
+# -- gather --------------------------------------------------------------------------------
+
+
+async def gather(client: kube.Kube, namespace: str, name: str) -> Observed | None:
+    training_job = await client.get_or_none(kube.TRAINING_JOBS, name, namespace)
+    if training_job is None or training_job["metadata"].get("deletionTimestamp"):
+        return None
+    uid = training_job["metadata"]["uid"]
+    selector = f"{naming.TRAINING_JOB_LABEL}={naming.label_value(name)}"
+    jobs = [job for job in await client.list(kube.JOBS, namespace, selector) if _owned_by(job, uid)]
+    run_names = {job["metadata"]["name"] for job in jobs}
+    pods = [
+        pod
+        for pod in await client.list(kube.PODS, namespace, selector)
+        if (pod["metadata"].get("labels") or {}).get(naming.RUN_LABEL) in run_names
+    ]
+    model_versions = await client.list(kube.MODEL_VERSIONS, namespace)
+    try:
+        spec = TrainingJobSpec.model_validate(training_job.get("spec") or {})
+    except pydantic.ValidationError as error:
+        # The CRD schema admits nothing this model rejects; an old CRD might. Say so loudly.
+        log.error("TrainingJob %s/%s has a spec Kiln cannot read: %s", namespace, name, error)
+        return None
+    return Observed(training_job, spec, jobs, pods, model_versions)
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+# -- decide and write ------------------------------------------------------------------------
+
+
+def configuration_problem(spec: TrainingJobSpec, accelerators: AcceleratorMap) -> Verdict | None:
+    """A reason no run can start until someone fixes the spec or the operator's config."""
+    if spec.accelerator is not None and accelerators.node_selector(spec.accelerator.type) is None:
+        message = accelerators.unknown_type_message(spec.accelerator.type)
+        return Verdict("Ready", "False", "UnknownAccelerator", message)
+    if spec.schedule:
+        try:
+            validate_schedule(spec.schedule, spec.time_zone)
+        except ScheduleError as error:
+            return Verdict("Ready", "False", "InvalidSchedule", str(error))
+    return None
+
+
+async def _decide_and_write(
+    ctx: TrainingJobContext, observed: Observed, request: RunRequest | None
+) -> ReconcileOutcome:
+    client = ctx.kube
+    tj = observed.training_job
+    meta = tj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    spec = observed.spec
+    status: dict[str, Any] = dict(tj.get("status") or {})
+    now = ctx.clock()
+    rows = observe_runs(observed.jobs, observed.pods, status.get("runs") or [])
+    blocked = configuration_problem(spec, ctx.accelerators)
+    decision = decide_start(
+        training_job=name,
+        spec=spec,
+        spec_digest=naming.spec_hash(tj.get("spec") or {}),
+        rows=rows,
+        run_annotation=(meta.get("annotations") or {}).get(naming.RUN_REQUEST_ANNOTATION),
+        handled_run_request=status.get("handledRunRequest"),
+        last_schedule_time=status.get("lastScheduleTime"),
+        created=meta.get("creationTimestamp"),
+        now=now,
+        blocked=blocked is not None,
+        request=request,
+    )
+    notices: list[Notice] = []
+    if decision.schedule_error and blocked is None:
+        blocked = Verdict("Ready", "False", "InvalidSchedule", decision.schedule_error)
+    if decision.notice is not None:
+        notices.append(Notice("Normal", *decision.notice))
+
+    if decision.replace_active and decision.start is not None:
+        rows = await _stop_active_runs(client, namespace, rows, decision.start.name)
+    started: str | None = None
+    if decision.start is not None:
+        created = await _create_run(ctx, observed, decision)
+        if created is None:
+            # Another writer took the run's name: decide again on a fresh read.
+            return ReconcileOutcome(requeue_after=0.5)
+        rows = [*rows, run_from_job(created, [], None)]
+        started = decision.start.name
+        log.info("TrainingJob %s/%s: started run %s", namespace, name, started)
+        _maybe_crash(ctx, "job-created")
+
+    await _apply_suspension(client, namespace, rows, spec.suspend)
+    rows = await _register(ctx, observed, rows)
+    rows = await _prune(client, namespace, rows, spec.runs_history_limit)
+
+    desired = desired_status(
+        previous=status,
+        generation=int(meta.get("generation") or 0),
+        rows=rows,
+        suspended=spec.suspend,
+        blocked=blocked,
+        last_schedule_time=decision.last_schedule_time,
+        next_schedule_time=decision.next_schedule_time,
+        handled_run_request=decision.handled_run_request,
+        now=format_time(now),
+    )
+    patch = status_patch(status, desired)
+    if patch:
+        await client.merge_patch(kube.TRAINING_JOBS, name, namespace, {"status": patch}, "status")
+        notices += transition_notices(
+            status.get("runs") or [], rows, status.get("conditions") or [], blocked
+        )
+    await _post(client, tj, notices, format_time(now))
+    return ReconcileOutcome(_requeue_after(ctx, rows, decision, now), started)
+
+
+async def _create_run(
+    ctx: TrainingJobContext, observed: Observed, decision: StartDecision
+) -> dict[str, Any] | None:
+    assert decision.start is not None
+    tj, spec, run = observed.training_job, observed.spec, decision.start
+    namespace = tj["metadata"]["namespace"]
+    selector = None
+    if spec.accelerator is not None:
+        selector = ctx.accelerators.node_selector(spec.accelerator.type)
+    if spec.workers > 1:
+        service = desired_headless_service(tj, run)
+        # AlreadyExists: made by an attempt that crashed before its Job (same run, same name).
+        with contextlib.suppress(kube.AlreadyExists):
+            await ctx.kube.create(kube.SERVICES, service, namespace)
+    try:
+        return await ctx.kube.create(kube.JOBS, desired_job(tj, spec, run, selector), namespace)
+    except kube.AlreadyExists:
+        return None
+
+
+async def _stop_active_runs(
+    client: kube.Kube, namespace: str, rows: Sequence[RunRow], replacement: str
+) -> list[RunRow]:
+    stopped = []
+    for row in rows:
+        if row.active and row.job:
+            await _delete_job(client, namespace, row)
+            row = replace(
+                row,
+                phase="Failed",
+                reason="Replaced",
+                message=f"stopped for scheduled run {replacement} (concurrencyPolicy Replace)",
+            )
+        stopped.append(row)
+    return stopped
+
+
+async def _apply_suspension(
+    client: kube.Kube, namespace: str, rows: Sequence[RunRow], suspend: bool
+) -> None:
+    """Suspend (or resume) the active runs' Jobs; touch only the ones that differ."""
+    for row in rows:
+        if row.active and row.job and row.suspended != suspend:
+            await client.merge_patch(kube.JOBS, row.job, namespace, {"spec": {"suspend": suspend}})
+
+
+async def _register(
+    ctx: TrainingJobContext, observed: Observed, rows: Sequence[RunRow]
+) -> list[RunRow]:
+    registered: list[RunRow] = []
+    model_versions = list(observed.model_versions)
+    uid = observed.training_job["metadata"]["uid"]
+    for row in rows:
+        if row.awaiting_registration:
+            existing = registered_version_of(row.name, uid, model_versions)
+            verdict = registration_step(row, observed.spec.registration, existing)
+            if verdict is None:
+                verdict, model_versions = await _create_model_version(
+                    ctx, observed, row, model_versions
+                )
+            row = verdict
+        registered.append(row)
+    return registered
+
+
+async def _create_model_version(
+    ctx: TrainingJobContext,
+    observed: Observed,
+    row: RunRow,
+    model_versions: list[dict[str, Any]],
+) -> tuple[RunRow, list[dict[str, Any]]]:
+    """Create ``<model>-v<next>``; on AlreadyExists re-read and either adopt a version made
+    for this run meanwhile or try the next number. No retry ever skips a number."""
+    tj, model = observed.training_job, observed.spec.model
+    namespace, uid = tj["metadata"]["namespace"], tj["metadata"]["uid"]
+    registration = Registration(
+        run=row.name,
+        artifact_uri=row.artifact_uri or "",
+        sha256=row.sha256 or "",
+        metrics=dict(row.metrics or {}),
+        baseline_uri=row.baseline,
+        lineage=row.lineage,
+    )
+    for _ in range(ALLOCATION_ATTEMPTS):
+        version = next_version(model, model_versions)
+        body = desired_model_version(tj, model, version, registration)
+        try:
+            created = await ctx.kube.create(kube.MODEL_VERSIONS, body, namespace)
+        except kube.AlreadyExists:
+            model_versions = await ctx.kube.list(kube.MODEL_VERSIONS, namespace)
+            existing = registered_version_of(row.name, uid, model_versions)
+            if existing is not None:
+                return _registered(row, existing), model_versions
+            continue
+        except kube.Invalid as error:
+            message = f"the ModelVersion was refused: {error.message}"
+            return replace(row, reason=REGISTRATION_FAILED, message=message), model_versions
+        _maybe_crash(ctx, "modelversion-created")
+        log.info(
+            "TrainingJob %s/%s: run %s registered %s",
+            namespace,
+            tj["metadata"]["name"],
+            row.name,
+            created["metadata"]["name"],
+        )
+        return _registered(row, created["metadata"]["name"]), [*model_versions, created]
+    raise kube.Unavailable(
+        "create", f"modelversions/{model}", 409, {"message": "version numbers kept being taken"}
+    )
+
+
+def _registered(row: RunRow, model_version: str) -> RunRow:
+    return replace(
+        row, model_version=model_version, reason=REGISTERED, message=f"registered {model_version}"
+    )
+
+
+async def _prune(
+    client: kube.Kube, namespace: str, rows: Sequence[RunRow], limit: int
+) -> list[RunRow]:
+    """Keep the newest ``limit`` runs, plus any older run still active; delete the rest's
+    Jobs (and Services)."""
+    keep_from = max(len(rows) - limit, 0)
+    kept = []
+    for index, row in enumerate(rows):
+        if index >= keep_from or row.active or row.awaiting_registration:
+            kept.append(row)
+        elif row.job_uid is not None:
+            await _delete_job(client, namespace, row)
+    return kept
+
+
+async def _delete_job(client: kube.Kube, namespace: str, row: RunRow) -> None:
+    assert row.job is not None
+    with contextlib.suppress(kube.NotFound):
+        await client.delete(kube.JOBS, row.job, namespace, uid=row.job_uid)
+    with contextlib.suppress(kube.NotFound):
+        await client.delete(kube.SERVICES, naming.service_name(row.job), namespace)
+
+
+async def _post(
+    client: kube.Kube, training_job: dict[str, Any], notices: Sequence[Notice], now: str
+) -> None:
+    """Post events; an event that cannot be posted is logged, never fatal."""
+    namespace = training_job["metadata"]["namespace"]
+    for notice in notices:
+        event = desired_event(training_job, notice.type, notice.reason, notice.message, now)
+        try:
+            await client.create(kube.EVENTS, event, namespace)
+        except kube.ApiError as error:
+            log.warning("could not post event %s on %s: %s", notice.reason, namespace, error)
+
+
+def _requeue_after(
+    ctx: TrainingJobContext, rows: Sequence[RunRow], decision: StartDecision, now: dt.datetime
+) -> float:
+    delay = ctx.resync_seconds
+    if any(row.active for row in rows):
+        delay = min(delay, ACTIVE_RECHECK_SECONDS)
+    next_time = parse_time(decision.next_schedule_time)
+    if next_time is not None:
+        # Wake just after the scheduled second so the decision sees it as due.
+        delay = min(delay, max((next_time - now).total_seconds(), 0.0) + 0.5)
+    return delay
+
+
+def _maybe_crash(ctx: TrainingJobContext, point: str) -> None:
+    if ctx.crash_point == point:
+        log.warning("crash point %s reached: SIGKILL (%s is set)", point, CRASH_POINT_ENV)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_point_from_environment() -> str | None:
+    return os.environ.get(CRASH_POINT_ENV) or None
