@@ -1,0 +1,697 @@
+"""The verbs of the Kubernetes API over the store: create, get, list, update, patch, delete.
+
+This is the API server's registry layer: it applies metadata semantics (resourceVersion,
+generation, uid, finalizers, managedFields), status subresource rules and custom resource
+validation, and never touches HTTP. The REST layer translates requests into these calls;
+the in-process controllers (garbage collector, namespace and CRD cleanup) call them too.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.kubeemu import apply as server_side_apply
+from tests.kubeemu import fieldsets, metadata, patch, strategic
+from tests.kubeemu.controllers import Controllers
+from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
+from tests.kubeemu.customresources import check_custom_resource
+from tests.kubeemu.errors import (
+    ApiError,
+    Cause,
+    already_exists,
+    bad_request,
+    conflict,
+    invalid,
+    not_found,
+)
+from tests.kubeemu.options import DeleteOptions, WriteOptions
+from tests.kubeemu.resources import Registry, ResourceType, builtin_types
+from tests.kubeemu.shapes import BuiltinShape, SchemaShape, Shape
+from tests.kubeemu.store import Obj, Store
+
+CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+NAMESPACE_KEY = ("", "namespaces")
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+APPLY_PATCH_CBOR = "application/apply-patch+cbor"
+
+
+def _strip_managed(obj: Obj) -> Obj:
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+def _managed_sets(obj: Obj) -> list[tuple[tuple[str, str, str], frozenset[Any]]]:
+    entries = fieldsets.parse_entries(obj.get("metadata", {}).get("managedFields"))
+    return sorted(((fieldsets.entry_key(e), paths) for e, paths in entries), key=lambda x: x[0])
+
+
+def _spec_part(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+class Api:
+    """One API server's state and verbs."""
+
+    def __init__(self) -> None:
+        self.store = Store()
+        self.registry = Registry()
+        self.controllers = Controllers(self)
+        for resource_type in builtin_types():
+            self.registry.add(resource_type)
+            self.store.ensure_bucket(resource_type.storage_key)
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.create(
+                self._namespaces(),
+                "",
+                {"metadata": {"name": name}},
+                WriteOptions(manager="kube-apiserver"),
+            )
+
+    def _namespaces(self) -> ResourceType:
+        found = self.registry.find("", "v1", "namespaces")
+        assert found is not None
+        return found
+
+    def shape_of(self, resource_type: ResourceType) -> Shape:
+        if resource_type.is_custom:
+            return SchemaShape(resource_type.schema)
+        return BuiltinShape()
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        if obj is None:
+            raise not_found(rt.plural, rt.group, name)
+        return self.served(rt, obj)
+
+    def served(self, rt: ResourceType, obj: Obj) -> Obj:
+        """The stored object as this version serves it (conversion strategy None)."""
+        if obj.get("apiVersion") == rt.api_version:
+            return obj
+        return {**obj, "apiVersion": rt.api_version}
+
+    def items(self, rt: ResourceType, namespace: str | None) -> list[Obj]:
+        return [self.served(rt, o) for o in self.store.items(rt.storage_key, namespace)]
+
+    # ---- create ------------------------------------------------------------------------
+
+    def create(self, rt: ResourceType, namespace: str, body: Any, options: WriteOptions) -> Obj:
+        obj = self._checked_body(rt, body)
+        meta = obj["metadata"]
+        if meta.get("resourceVersion"):
+            raise bad_request("resourceVersion should not be set on objects to be created")
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = metadata.generated_name(str(meta["generateName"]))
+            else:
+                raise invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    [
+                        Cause(
+                            "FieldValueRequired",
+                            "Required value: name or generateName is required",
+                            "metadata.name",
+                        )
+                    ],
+                )
+        name = str(meta["name"])
+        self._check_namespace(rt, namespace, meta, name)
+        for key in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+            "managedFields",
+        ):
+            meta.pop(key, None)
+        meta["uid"] = metadata.new_uid()
+        meta["creationTimestamp"] = fieldsets.now_rfc3339()
+        if rt.has_generation:
+            meta["generation"] = 1
+        if rt.status_subresource:
+            obj.pop("status", None)
+        self._initialise_builtin(rt, obj)
+        if rt.storage_key == CRD_KEY:
+            prepare_crd(obj, old=None)
+        obj = self._validated(rt, obj, None, "", options.field_validation)
+        if self.store.get(rt.storage_key, meta.get("namespace", ""), name) is not None:
+            raise already_exists(rt.plural, rt.group, name)
+        obj["metadata"]["managedFields"] = fieldsets.record_update(
+            None, options.manager, rt.api_version, "", None, obj, self.shape_of(rt), "all"
+        )
+        obj = _ordered(obj)
+        if options.dry_run:
+            return obj
+        stored = self.store.write(rt.storage_key, obj, None)
+        self._after_write(rt, stored, None)
+        return self.served(rt, stored)
+
+    def _checked_body(self, rt: ResourceType, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise bad_request(
+                f"the object provided is unrecognized (must be of type {rt.kind}): "
+                "couldn't get version/kind; json parse error: expected an object"
+            )
+        obj = copy.deepcopy(body)
+        api_version = obj.get("apiVersion")
+        kind = obj.get("kind")
+        if api_version not in (None, "") and api_version != rt.api_version:
+            raise bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({rt.api_version})"
+            )
+        if kind not in (None, "") and kind != rt.kind:
+            raise bad_request(
+                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+            )
+        obj["apiVersion"] = rt.api_version
+        obj["kind"] = rt.kind
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        return obj
+
+    def _check_namespace(self, rt: ResourceType, namespace: str, meta: Obj, name: str) -> None:
+        if not rt.namespaced:
+            meta.pop("namespace", None)
+            return
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+        meta["namespace"] = namespace
+        ns = self.store.get(NAMESPACE_KEY, "", namespace)
+        if ns is None:
+            raise not_found("namespaces", "", namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                f'{rt.plural} "{name}" is forbidden: unable to '
+                f"create new content in namespace {namespace} because it is being terminated",
+                reason="Forbidden",
+                details={"name": name, "group": rt.group, "kind": rt.plural},
+                causes=[
+                    Cause(
+                        "NamespaceTerminating",
+                        f"namespace {namespace} is being terminated",
+                        "metadata.namespace",
+                    )
+                ],
+            )
+
+    def _initialise_builtin(self, rt: ResourceType, obj: Obj) -> None:
+        """The few server-side defaults of built-in kinds that clients look at."""
+        if rt.storage_key == NAMESPACE_KEY:
+            labels = obj["metadata"].setdefault("labels", {})
+            labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+        elif rt.storage_key == ("", "pods"):
+            obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
+
+    # ---- update and patch --------------------------------------------------------------
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str,
+        options: WriteOptions,
+    ) -> Obj:
+        old = self._current(rt, namespace, name)
+        obj = self._checked_body(rt, body)
+        meta = obj["metadata"]
+        if meta.get("name") not in (None, "", name):
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL "
+                f"({name})"
+            )
+        if rt.namespaced and meta.get("namespace") not in (None, "", old["metadata"]["namespace"]):
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent on "
+                "the request"
+            )
+        rv = meta.get("resourceVersion")
+        if not rv:
+            if not rt.unconditional_update:
+                raise invalid(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [
+                        Cause(
+                            "FieldValueInvalid",
+                            "Invalid value: 0x0: must be specified for an update",
+                            "metadata.resourceVersion",
+                        )
+                    ],
+                )
+        elif rv != old["metadata"]["resourceVersion"]:
+            raise conflict(rt.plural, rt.group, name)
+        return self._write_update(rt, old, obj, subresource, options)
+
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        body: Any,
+        subresource: str,
+        options: WriteOptions,
+    ) -> tuple[Obj, bool]:
+        """Returns the object and whether it was created (server-side apply may create)."""
+        if content_type in (APPLY_PATCH, APPLY_PATCH_CBOR):
+            return self._apply(rt, namespace, name, body, subresource, options)
+        old = self._current(rt, namespace, name)
+        if content_type == MERGE_PATCH:
+            if not isinstance(body, dict):
+                raise bad_request("json: cannot unmarshal into Go value of type map")
+            patched = patch.merge_patch(old, body)
+        elif content_type == JSON_PATCH:
+            patched = patch.json_patch(old, body)
+        elif content_type == STRATEGIC_PATCH:
+            if rt.is_custom:
+                raise _unsupported_patch(rt)
+            if not isinstance(body, dict):
+                raise bad_request("json: cannot unmarshal into Go value of type map")
+            patched = strategic.strategic_merge(old, body, self.shape_of(rt))
+        else:
+            raise _unsupported_patch(rt)
+        if not isinstance(patched, dict):
+            raise bad_request("the patch did not produce an object")
+        patched_meta = patched.get("metadata")
+        if isinstance(patched_meta, dict):
+            rv = patched_meta.get("resourceVersion")
+            if rv and rv != old["metadata"]["resourceVersion"]:
+                raise conflict(rt.plural, rt.group, name)
+            if patched_meta.get("name", name) != name:
+                raise bad_request(
+                    f"the name of the object ({patched_meta.get('name')}) does not match the "
+                    f"name on the URL ({name})"
+                )
+        obj = self._checked_body(rt, patched)
+        return self._write_update(rt, old, obj, subresource, options), False
+
+    def _apply(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str,
+        options: WriteOptions,
+    ) -> tuple[Obj, bool]:
+        if not options.manager:
+            raise bad_request(
+                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+            )
+        config = self._checked_body(rt, body)
+        if config["metadata"].get("name") not in (None, name):
+            raise bad_request(
+                f"the name of the object ({config['metadata'].get('name')}) does not match "
+                f"the name on the URL ({name})"
+            )
+        config["metadata"]["name"] = name
+        old = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        scope = _scope(rt, subresource)
+        if old is None:
+            if subresource:
+                raise not_found(rt.plural, rt.group, name)
+            seed = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": {"name": name}}
+            if rt.namespaced:
+                seed["metadata"]["namespace"] = namespace
+            merged, managed = server_side_apply.apply(
+                seed, config, options.manager, options.force, self.shape_of(rt), scope, rt
+            )
+            merged["metadata"]["managedFields"] = []
+            created = self.create(rt, namespace, merged, WriteOptions(dry_run=True))
+            created["metadata"]["managedFields"] = managed
+            created = _ordered(created)
+            if options.dry_run:
+                return created, True
+            stored = self.store.write(rt.storage_key, created, None)
+            self._after_write(rt, stored, None)
+            return self.served(rt, stored), True
+        rv = config["metadata"].get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise conflict(rt.plural, rt.group, name)
+        merged, managed = server_side_apply.apply(
+            old, config, options.manager, options.force, self.shape_of(rt), scope, rt
+        )
+        merged["metadata"]["managedFields"] = managed
+        obj = self._checked_body(rt, merged)
+        return self._write_update(rt, old, obj, subresource, options, applied=True), False
+
+    def _current(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        old = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)
+        if old is None:
+            raise not_found(rt.plural, rt.group, name)
+        return old
+
+    def _write_update(
+        self,
+        rt: ResourceType,
+        old: Obj,
+        obj: Obj,
+        subresource: str,
+        options: WriteOptions,
+        applied: bool = False,
+    ) -> Obj:
+        old_meta = old["metadata"]
+        if subresource == "status":
+            new = copy.deepcopy(old)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+            new["metadata"]["managedFields"] = obj["metadata"].get("managedFields")
+        else:
+            new = obj
+            if rt.status_subresource:
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                else:
+                    new.pop("status", None)
+        meta = new["metadata"]
+        for key in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp"):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+            else:
+                meta.pop(key, None)
+        for key in ("deletionGracePeriodSeconds", "generation", "resourceVersion"):
+            if key in old_meta:
+                meta[key] = old_meta[key]
+            else:
+                meta.pop(key, None)
+        if not applied:
+            meta["managedFields"] = copy.deepcopy(old_meta.get("managedFields"))
+        if old_meta.get("deletionTimestamp"):
+            added = [
+                f
+                for f in meta.get("finalizers") or []
+                if f not in (old_meta.get("finalizers") or [])
+            ]
+            if added:
+                raise invalid(
+                    rt.kind,
+                    rt.group,
+                    old_meta["name"],
+                    [
+                        Cause(
+                            "FieldValueForbidden",
+                            "Forbidden: no new finalizers can be added if the object is being "
+                            f"deleted, found new finalizers []string{{{_go_strings(added)}}}",
+                            "metadata.finalizers",
+                        )
+                    ],
+                )
+        if rt.storage_key == CRD_KEY and subresource != "status":
+            prepare_crd(new, old=old)
+        if rt.storage_key == NAMESPACE_KEY:
+            new.setdefault("spec", old.get("spec", {}))
+        new = self._validated(rt, new, old, subresource, options.field_validation)
+        if rt.has_generation and _spec_part(new) != _spec_part(old):
+            meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        if not applied:
+            meta["managedFields"] = fieldsets.record_update(
+                old_meta.get("managedFields"),
+                options.manager,
+                rt.api_version,
+                subresource,
+                old,
+                new,
+                self.shape_of(rt),
+                _scope(rt, subresource),
+            )
+        new = _ordered(new)
+        if not meta["managedFields"]:
+            meta.pop("managedFields")
+        if _strip_managed(new) == _strip_managed(old) and _managed_sets(new) == _managed_sets(old):
+            return self.served(rt, old)
+        if options.dry_run:
+            return new
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            final = self.store.remove(rt.storage_key, new)
+            self._after_removal(rt, final)
+            return self.served(rt, final)
+        stored = self.store.write(rt.storage_key, new, old)
+        self._after_write(rt, stored, old)
+        return self.served(rt, stored)
+
+    def _validated(
+        self,
+        rt: ResourceType,
+        obj: Obj,
+        old: Obj | None,
+        subresource: str,
+        field_validation: str = "",
+    ) -> Obj:
+        meta = obj["metadata"]
+        name = str(meta.get("name", ""))
+        causes = []
+        if old is None:
+            causes.extend(metadata.name_causes(name, rt.storage_key))
+        causes.extend(metadata.label_causes(meta.get("labels")))
+        if meta.get("annotations") is not None and not isinstance(meta["annotations"], dict):
+            causes.append(
+                Cause(
+                    "FieldValueTypeInvalid", "Invalid value: must be a map", "metadata.annotations"
+                )
+            )
+        if rt.storage_key == CRD_KEY and subresource != "status":
+            causes.extend(validate_crd(obj, old, self.registry))
+        if causes:
+            raise invalid(rt.kind, rt.group, name, causes)
+        if rt.is_custom and rt.schema is not None:
+            obj = check_custom_resource(rt, obj, old, subresource, field_validation)
+        return obj
+
+    # ---- delete ------------------------------------------------------------------------
+
+    def delete(self, rt: ResourceType, namespace: str, name: str, options: DeleteOptions) -> Obj:
+        obj = self._current(rt, namespace, name)
+        meta = obj["metadata"]
+        if options.precondition_uid and options.precondition_uid != meta["uid"]:
+            raise ApiError(
+                409,
+                f"Precondition failed: UID in precondition: {options.precondition_uid}, "
+                f"UID in object meta: {meta['uid']}",
+                reason="Conflict",
+                details={"name": name, "group": rt.group, "kind": rt.plural},
+            )
+        if options.precondition_rv and options.precondition_rv != meta["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Precondition failed: ResourceVersion in precondition: "
+                f"{options.precondition_rv}, ResourceVersion in object meta: "
+                f"{meta['resourceVersion']}",
+                reason="Conflict",
+                details={"name": name, "group": rt.group, "kind": rt.plural},
+            )
+        if options.propagation not in ("", "Orphan", "Background", "Foreground"):
+            raise bad_request(
+                f'propagationPolicy: Unsupported value: "{options.propagation}": supported '
+                'values: "Foreground", "Background", "Orphan"'
+            )
+        if options.dry_run:
+            return self.served(rt, obj)
+        finalizers = list(meta.get("finalizers") or [])
+        if options.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if options.propagation == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        if options.propagation in ("Background", "Foreground"):
+            finalizers = [f for f in finalizers if f != "orphan"]
+        if rt.storage_key == NAMESPACE_KEY:
+            return self._delete_namespace(rt, obj, finalizers)
+        if (
+            rt.storage_key == CRD_KEY
+            and "customresourcecleanup.apiextensions.k8s.io" not in finalizers
+        ):
+            finalizers.append("customresourcecleanup.apiextensions.k8s.io")
+        if finalizers:
+            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+                return self.served(rt, obj)
+            new = copy.deepcopy(obj)
+            new_meta = new["metadata"]
+            new_meta["finalizers"] = finalizers
+            if not new_meta.get("deletionTimestamp"):
+                new_meta["deletionTimestamp"] = fieldsets.now_rfc3339()
+                new_meta["deletionGracePeriodSeconds"] = 0
+                if rt.has_generation:
+                    new_meta["generation"] = int(new_meta.get("generation") or 0) + 1
+            stored = self.store.write(rt.storage_key, _ordered(new), obj)
+            self._after_write(rt, stored, obj)
+            return self.served(rt, stored)
+        final = self.store.remove(rt.storage_key, obj)
+        self._after_removal(rt, final)
+        return self.served(rt, final)
+
+    def _delete_namespace(self, rt: ResourceType, obj: Obj, finalizers: list[str]) -> Obj:
+        if obj["metadata"].get("deletionTimestamp"):
+            return obj
+        new = copy.deepcopy(obj)
+        new["metadata"]["deletionTimestamp"] = fieldsets.now_rfc3339()
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        if finalizers:
+            new["metadata"]["finalizers"] = finalizers
+        new["status"] = {"phase": "Terminating"}
+        stored = self.store.write(rt.storage_key, new, obj)
+        self._after_write(rt, stored, obj)
+        return stored
+
+    def finish_namespace(self, namespace: Obj) -> None:
+        """The namespace controller's last step: the namespace is empty, remove it."""
+        rt = self._namespaces()
+        new = copy.deepcopy(namespace)
+        new["spec"] = {"finalizers": []}
+        if new["metadata"].get("finalizers"):
+            self.store.write(rt.storage_key, new, namespace)
+            return
+        final = self.store.remove(rt.storage_key, new)
+        self._after_removal(rt, final)
+
+    def remove_finalizer(self, rt: ResourceType, obj: Obj, finalizer: str) -> None:
+        """A controller finished its part of a deletion."""
+        current = self.store.get(
+            rt.storage_key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+        )
+        if current is None:
+            return
+        finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != finalizer]
+        new = copy.deepcopy(current)
+        if finalizers:
+            new["metadata"]["finalizers"] = finalizers
+        else:
+            new["metadata"].pop("finalizers", None)
+        if new["metadata"].get("deletionTimestamp") and not finalizers:
+            final = self.store.remove(rt.storage_key, new)
+            self._after_removal(rt, final)
+        else:
+            stored = self.store.write(rt.storage_key, new, current)
+            self._after_write(rt, stored, current)
+
+    def rewrite(self, rt: ResourceType, old: Obj, new: Obj) -> None:
+        """A controller's direct write (e.g. dropping a dangling ownerReference)."""
+        stored = self.store.write(rt.storage_key, new, old)
+        self._after_write(rt, stored, old)
+
+    # ---- bookkeeping after writes ------------------------------------------------------
+
+    def type_for_key(self, key: tuple[str, str]) -> ResourceType | None:
+        candidates = [t for t in self.registry.types if t.storage_key == key]
+        return candidates[0] if candidates else None
+
+    def _after_write(self, rt: ResourceType, stored: Obj, old: Obj | None) -> None:
+        if rt.storage_key == CRD_KEY:
+            self._register_crd(stored)
+        self.controllers.observe(rt.storage_key, stored, removed=False)
+
+    def _after_removal(self, rt: ResourceType, final: Obj) -> None:
+        if rt.storage_key == CRD_KEY:
+            crd_name = final["metadata"]["name"]
+            keys = {t.storage_key for t in self.registry.types if t.crd_name == crd_name}
+            self.registry.remove_crd(crd_name)
+            for key in keys:
+                self.store.drop_bucket(key)
+        self.controllers.observe(rt.storage_key, final, removed=True)
+
+    def _register_crd(self, crd: Obj) -> None:
+        crd_name = crd["metadata"]["name"]
+        self.registry.remove_crd(crd_name)
+        for resource_type in crd_resource_types(crd):
+            self.registry.add(resource_type)
+            self.store.ensure_bucket(resource_type.storage_key)
+
+
+def _scope(rt: ResourceType, subresource: str) -> str:
+    if subresource == "status":
+        return "status"
+    return "main" if rt.status_subresource else "all"
+
+
+def _unsupported_patch(rt: ResourceType) -> ApiError:
+    accepted = (
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    )
+    if not rt.is_custom:
+        accepted = (
+            "application/json-patch+json, application/merge-patch+json, "
+            "application/strategic-merge-patch+json, application/apply-patch+yaml"
+        )
+    return ApiError(
+        415,
+        "the body of the request was in an unknown format - accepted media types include: "
+        + accepted,
+    )
+
+
+def _go_strings(values: list[str]) -> str:
+    return ", ".join(f'"{v}"' for v in values)
+
+
+_TOP_ORDER = ("apiVersion", "kind", "metadata", "spec")
+_META_ORDER = (
+    "name",
+    "generateName",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+)
+
+
+def _ordered(obj: Obj) -> Obj:
+    """Key order as the API server writes objects (clients diff YAML, humans read it)."""
+    out = {k: obj[k] for k in _TOP_ORDER if k in obj}
+    out.update({k: v for k, v in obj.items() if k not in out})
+    meta = obj.get("metadata", {})
+    ordered_meta = {k: meta[k] for k in _META_ORDER if k in meta}
+    ordered_meta.update({k: v for k, v in meta.items() if k not in ordered_meta})
+    out["metadata"] = ordered_meta
+    return out
+
+
+def _qos_class(pod: Obj) -> str:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    requests_seen = False
+    guaranteed = bool(containers)
+    for container in containers:
+        resources = container.get("resources") or {} if isinstance(container, dict) else {}
+        limits = resources.get("limits") or {}
+        requests = resources.get("requests") or {}
+        if limits or requests:
+            requests_seen = True
+        for resource in ("cpu", "memory"):
+            if (
+                resource not in limits
+                or requests.get(resource, limits[resource]) != limits[resource]
+            ):
+                guaranteed = False
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if requests_seen else "BestEffort"

@@ -1,0 +1,200 @@
+"""CustomResourceDefinitions: their validation, defaulting, status, and the kinds they serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.kubeemu.errors import Cause
+from tests.kubeemu.fieldsets import now_rfc3339
+from tests.kubeemu.resources import PrinterColumn, Registry, ResourceType
+
+_AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def prepare_crd(crd: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """The API server's defaults for a CRD, and the status its controllers would set."""
+    spec = crd.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    names = spec.get("names")
+    if isinstance(names, dict) and isinstance(names.get("kind"), str):
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+    spec.setdefault("conversion", {"strategy": "None"})
+    for version in spec.get("versions") or []:
+        if not isinstance(version, dict):
+            continue
+        if not version.get("additionalPrinterColumns"):
+            version.pop("additionalPrinterColumns", None)
+    metadata = crd.setdefault("metadata", {})
+    finalizers = metadata.setdefault("finalizers", [])
+    if "customresourcecleanup.apiextensions.k8s.io" not in finalizers and not metadata.get(
+        "deletionTimestamp"
+    ):
+        finalizers.append("customresourcecleanup.apiextensions.k8s.io")
+    crd["status"] = _crd_status(crd, old)
+
+
+def _crd_status(crd: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    spec = crd.get("spec") or {}
+    names = dict(spec.get("names") or {})
+    stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
+    for version in spec.get("versions") or []:
+        is_storage = isinstance(version, dict) and version.get("storage")
+        if is_storage and version.get("name") and version["name"] not in stored:
+            stored.append(version["name"])
+    previous = {c.get("type"): c for c in ((old or {}).get("status") or {}).get("conditions") or []}
+
+    def condition(kind: str, reason: str, message: str) -> dict[str, Any]:
+        earlier = previous.get(kind)
+        since = earlier.get("lastTransitionTime") if earlier else None
+        return {
+            "lastTransitionTime": since or now_rfc3339(),
+            "message": message,
+            "reason": reason,
+            "status": "True",
+            "type": kind,
+        }
+
+    conditions = [
+        condition("NamesAccepted", "NoConflicts", "no conflicts found"),
+        condition("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+    ]
+    if (crd.get("metadata") or {}).get("deletionTimestamp"):
+        conditions.append(
+            condition(
+                "Terminating",
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            )
+        )
+    return {"acceptedNames": names, "conditions": conditions, "storedVersions": stored}
+
+
+def validate_crd(
+    crd: dict[str, Any], old: dict[str, Any] | None, registry: Registry
+) -> list[Cause]:
+    """Structural checks the API server makes before it serves a CRD."""
+    from tests.kubeemu.schema import schema_causes
+
+    causes: list[Cause] = []
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return [Cause("FieldValueRequired", "Required value", "spec")]
+    group = spec.get("group")
+    names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+    plural = names.get("plural")
+    if not group:
+        causes.append(Cause("FieldValueRequired", "Required value", "spec.group"))
+    elif "." not in str(group):
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f'Invalid value: "{group}": should be a domain with at least one dot',
+                "spec.group",
+            )
+        )
+    if not plural:
+        causes.append(Cause("FieldValueRequired", "Required value", "spec.names.plural"))
+    if not names.get("kind"):
+        causes.append(Cause("FieldValueRequired", "Required value", "spec.names.kind"))
+    name = crd.get("metadata", {}).get("name")
+    if plural and group and name != f"{plural}.{group}":
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group',
+                "metadata.name",
+            )
+        )
+    if spec.get("scope") not in ("Namespaced", "Cluster"):
+        causes.append(
+            Cause(
+                "FieldValueNotSupported",
+                f'Unsupported value: "{spec.get("scope", "")}": supported values: "Cluster", '
+                '"Namespaced"',
+                "spec.scope",
+            )
+        )
+    versions = spec.get("versions")
+    if not isinstance(versions, list) or not versions:
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                "Invalid value: must have exactly one version marked as storage version",
+                "spec.versions",
+            )
+        )
+        return causes
+    storage = [v for v in versions if isinstance(v, dict) and v.get("storage")]
+    if len(storage) != 1:
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f"Invalid value: {_go_slice(versions)}: must have exactly one version marked as "
+                "storage version",
+                "spec.versions",
+            )
+        )
+    for index, version in enumerate(versions):
+        if not isinstance(version, dict):
+            continue
+        schema = (
+            ((version.get("schema") or {}).get("openAPIV3Schema"))
+            if isinstance(version.get("schema"), dict)
+            else None
+        )
+        path = f"spec.versions[{index}].schema.openAPIV3Schema"
+        if schema is None:
+            causes.append(Cause("FieldValueRequired", "Required value: schemas are required", path))
+            continue
+        causes.extend(schema_causes(schema, path))
+    return causes
+
+
+def _go_slice(versions: list[Any]) -> str:
+    return "[]apiextensions.CustomResourceDefinitionVersion{...}" if versions else "[]"
+
+
+def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
+    """One ResourceType per served version of an established CRD."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group = spec.get("group", "")
+    found = []
+    for version in spec.get("versions") or []:
+        if not version.get("served"):
+            continue
+        columns = version.get("additionalPrinterColumns") or [_AGE_COLUMN]
+        subresources = version.get("subresources") or {}
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        found.append(
+            ResourceType(
+                group=group,
+                version=version["name"],
+                plural=names["plural"],
+                kind=names["kind"],
+                namespaced=spec.get("scope") == "Namespaced",
+                singular=names.get("singular", names["kind"].lower()),
+                short_names=tuple(names.get("shortNames") or ()),
+                categories=tuple(names.get("categories") or ()),
+                status_subresource="status" in subresources,
+                extra_subresources=("scale",) if "scale" in subresources else (),
+                unconditional_update=False,
+                schema=schema,
+                printer_columns=tuple(
+                    PrinterColumn(
+                        name=c["name"],
+                        type=c.get("type", "string"),
+                        json_path=c.get("jsonPath", ""),
+                        description=c.get("description", ""),
+                        format=c.get("format", ""),
+                        priority=int(c.get("priority", 0)),
+                    )
+                    for c in columns
+                ),
+                crd_name=crd["metadata"]["name"],
+                list_kind=names.get("listKind", names["kind"] + "List"),
+            )
+        )
+    return found

@@ -1,0 +1,131 @@
+"""ObjectMeta rules the API server enforces for every kind: names, labels, generated names."""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from typing import Any
+
+from tests.kubeemu.errors import Cause
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+    "regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+DNS1035_MESSAGE = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with "
+    "an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or "
+    "'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
+LABEL_VALUE_MESSAGE = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+    "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
+    "'my_value',  or '12345', regex used for validation is "
+    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+QUALIFIED_NAME_MESSAGE = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+    "end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+    "used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+
+# Kinds whose names must be DNS labels rather than subdomains.
+LABEL_NAMED = frozenset({("", "namespaces")})
+DNS1035_NAMED = frozenset({("", "services")})
+
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def generated_name(prefix: str) -> str:
+    """`generateName` plus five random characters, as the API server's name generator does."""
+    if len(prefix) > 58:
+        prefix = prefix[:58]
+    return prefix + "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
+
+
+def _quote(value: Any) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def name_causes(name: str, storage_key: tuple[str, str]) -> list[Cause]:
+    if storage_key in LABEL_NAMED:
+        pattern, message, limit = _LABEL, LABEL_MESSAGE, 63
+    elif storage_key in DNS1035_NAMED:
+        pattern, message, limit = _DNS1035, DNS1035_MESSAGE, 63
+    else:
+        pattern, message, limit = _SUBDOMAIN, SUBDOMAIN_MESSAGE, 253
+    causes = []
+    if len(name) > limit:
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f"Invalid value: {_quote(name)}: must be no more than {limit} characters",
+                "metadata.name",
+            )
+        )
+    if not pattern.match(name):
+        causes.append(
+            Cause("FieldValueInvalid", f"Invalid value: {_quote(name)}: {message}", "metadata.name")
+        )
+    return causes
+
+
+def label_causes(labels: Any) -> list[Cause]:
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [Cause("FieldValueTypeInvalid", "Invalid value: must be a map", "metadata.labels")]
+    causes = []
+    for key, value in labels.items():
+        name = str(key).rpartition("/")[2]
+        if not _QUALIFIED_NAME.match(name) or len(name) > 63:
+            causes.append(
+                Cause(
+                    "FieldValueInvalid",
+                    f"Invalid value: {_quote(key)}: {QUALIFIED_NAME_MESSAGE}",
+                    "metadata.labels",
+                )
+            )
+        if not isinstance(value, str):
+            causes.append(
+                Cause(
+                    "FieldValueTypeInvalid",
+                    f"Invalid value: {_quote(value)}: must be a string",
+                    "metadata.labels",
+                )
+            )
+        elif len(value) > 63:
+            causes.append(
+                Cause(
+                    "FieldValueInvalid",
+                    f"Invalid value: {_quote(value)}: must be no more than 63 characters",
+                    "metadata.labels",
+                )
+            )
+        elif not _LABEL_VALUE.match(value):
+            causes.append(
+                Cause(
+                    "FieldValueInvalid",
+                    f"Invalid value: {_quote(value)}: {LABEL_VALUE_MESSAGE}",
+                    "metadata.labels",
+                )
+            )
+    return causes

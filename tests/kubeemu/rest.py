@@ -1,0 +1,606 @@
+"""HTTP in, API verbs out: routing, query parameters, content types and watch streams.
+
+Everything about the wire lives here; what the verbs do lives in `api`. One catch-all route
+parses Kubernetes REST paths (`/api/v1/namespaces/{ns}/{plural}/{name}/{subresource}`,
+`/apis/{group}/{version}/...`) the way the API server's router does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from tests.kubeemu import discovery, openapi, table
+from tests.kubeemu.api import APPLY_PATCH, APPLY_PATCH_CBOR, Api
+from tests.kubeemu.errors import ApiError, bad_request
+from tests.kubeemu.options import DeleteOptions, WriteOptions
+from tests.kubeemu.patch import merge_patch
+from tests.kubeemu.resources import ResourceType
+from tests.kubeemu.selectors import Predicate, combine, field_selector, label_selector
+from tests.kubeemu.store import Obj
+
+log = logging.getLogger("kubeemu")
+
+RequestLog = Callable[[str, str, str, str, int], None]
+
+_FIELD_SELECTABLE: dict[tuple[str, str], frozenset[str]] = {
+    ("", "pods"): frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        }
+    ),
+    ("", "events"): frozenset(
+        {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        }
+    ),
+    ("", "secrets"): frozenset({"type"}),
+    ("", "namespaces"): frozenset({"status.phase"}),
+    ("batch", "jobs"): frozenset({"status.successful"}),
+}
+_ALWAYS_SELECTABLE = frozenset({"metadata.name", "metadata.namespace"})
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_dumps(value), status=status, content_type="application/json")
+
+
+def _error(error: ApiError) -> web.Response:
+    return _json(error.status(), error.code)
+
+
+_NOT_FOUND_PATH = ApiError(404, "the server could not find the requested resource", details={})
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed resource path."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    legacy_watch: bool
+
+
+class RestServer:
+    """The aiohttp application serving one `Api`."""
+
+    def __init__(self, api: Api, record: RequestLog, bookmark_interval: float) -> None:
+        self.api = api
+        self._record = record
+        self.bookmark_interval = bookmark_interval
+        self._stopping = asyncio.Event()
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[self._log_middleware], client_max_size=16 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    def stop_watches(self) -> None:
+        self._stopping.set()
+        self.api.store.close_all_watches()
+
+    @web.middleware
+    async def _log_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        if not request.get("logged"):
+            self._log(request, response.status)
+        return response
+
+    def _log(self, request: web.Request, status: int) -> None:
+        self._record(
+            request.method,
+            request.path,
+            request.query_string,
+            request.headers.get("User-Agent", ""),
+            status,
+        )
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except ApiError as error:
+            return _error(error)
+        except Exception as error:  # a bug in the emulator must not look like a hang
+            log.exception("emulator failed on %s %s", request.method, request.path_qs)
+            return _error(ApiError(500, f"emulator internal error: {error!r}"))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        method = request.method
+        if path in ("/healthz", "/readyz", "/livez"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(discovery.VERSION_INFO)
+        if path == "/api":
+            return _json(discovery.core_versions())
+        if path == "/apis":
+            return _json(discovery.group_list(self.api.registry))
+        if path.startswith("/openapi/"):
+            document = openapi.document(self.api.registry, path)
+            if document is None:
+                raise _NOT_FOUND_PATH
+            return _json(document)
+        segments = [s for s in path.split("/") if s]
+        if segments[0] == "api" and len(segments) == 2 and method == "GET":
+            found = discovery.resource_list(self.api.registry, "", segments[1])
+            if found is None:
+                raise _NOT_FOUND_PATH
+            return _json(found)
+        if segments[0] == "apis" and len(segments) == 2 and method == "GET":
+            group = discovery.group(self.api.registry, segments[1])
+            if group is None:
+                raise _NOT_FOUND_PATH
+            return _json(group)
+        if segments[0] == "apis" and len(segments) == 3 and method == "GET":
+            found = discovery.resource_list(self.api.registry, segments[1], segments[2])
+            if found is None:
+                raise _NOT_FOUND_PATH
+            return _json(found)
+        target = self._target(segments)
+        return await self._serve(request, target)
+
+    def _target(self, segments: list[str]) -> Target:
+        if segments[0] == "api" and len(segments) >= 3:
+            group, version, rest = "", segments[1], segments[2:]
+        elif segments[0] == "apis" and len(segments) >= 4:
+            group, version, rest = segments[1], segments[2], segments[3:]
+        else:
+            raise _NOT_FOUND_PATH
+        legacy_watch = False
+        if rest[0] == "watch":
+            legacy_watch, rest = True, rest[1:]
+        namespace = None
+        if (
+            len(rest) >= 3
+            and rest[0] == "namespaces"
+            and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+        ):
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            raise _NOT_FOUND_PATH
+        rt = self.api.registry.find(group, version, rest[0])
+        if rt is None:
+            raise _NOT_FOUND_PATH
+        if namespace is not None and not rt.namespaced:
+            raise _NOT_FOUND_PATH
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        if rt.namespaced and namespace is None and name is not None:
+            raise _NOT_FOUND_PATH
+        return Target(rt, namespace, name, subresource, legacy_watch)
+
+    async def _serve(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method = request.method
+        query = request.query
+        rt = target.rt
+        namespace = target.namespace or ""
+        if target.name is None:
+            if method == "GET":
+                if target.legacy_watch or query.get("watch") in ("1", "true", "True"):
+                    return await self._watch(request, target)
+                return self._list(request, target)
+            if method == "POST":
+                if target.namespace is None and rt.namespaced:
+                    raise _NOT_FOUND_PATH
+                body = await self._body(request)
+                created = self.api.create(rt, namespace, body, self._write_options(request))
+                return _json(created, 201)
+            if method == "DELETE":
+                if target.namespace is None and rt.namespaced:
+                    raise _NOT_FOUND_PATH
+                return _json(await self._delete_collection(request, target))
+            raise _method_not_allowed()
+        name = target.name
+        sub = target.subresource
+        if sub is None:
+            if method == "GET":
+                obj = self.api.get(rt, namespace, name)
+                return self._object_response(request, rt, obj)
+            if method == "PUT":
+                body = await self._body(request)
+                return _json(
+                    self.api.update(rt, namespace, name, body, "", self._write_options(request))
+                )
+            if method == "PATCH":
+                return await self._patch(request, rt, namespace, name, "")
+            if method == "DELETE":
+                options = await self._delete_options(request)
+                return _json(self.api.delete(rt, namespace, name, options))
+            raise _method_not_allowed()
+        if sub == "status" and rt.status_subresource:
+            if method == "GET":
+                return _json(self.api.get(rt, namespace, name))
+            if method == "PUT":
+                body = await self._body(request)
+                return _json(
+                    self.api.update(
+                        rt, namespace, name, body, "status", self._write_options(request)
+                    )
+                )
+            if method == "PATCH":
+                return await self._patch(request, rt, namespace, name, "status")
+            raise _method_not_allowed()
+        if sub == "scale" and "scale" in rt.extra_subresources:
+            return await self._scale(request, rt, namespace, name)
+        if sub == "finalize" and rt.storage_key == ("", "namespaces") and method == "PUT":
+            body = await self._body(request)
+            current = self.api.get(rt, namespace, name)
+            spec = body.get("spec") if isinstance(body, dict) else None
+            updated = {**current, "spec": spec if isinstance(spec, dict) else {}}
+            return _json(self.api.update(rt, "", name, updated, "", self._write_options(request)))
+        raise _NOT_FOUND_PATH
+
+    # ---- request parsing ---------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        content_type = request.content_type
+        if not raw.strip():
+            raise bad_request("the request body is empty")
+        try:
+            if "yaml" in content_type:
+                return yaml.safe_load(raw)
+            return json.loads(raw)
+        except (ValueError, yaml.YAMLError) as error:
+            raise bad_request(
+                f"the object provided is unrecognized: couldn't get version/kind; json parse "
+                f"error: {error}"
+            ) from error
+
+    def _write_options(self, request: web.Request) -> WriteOptions:
+        query = request.query
+        manager = query.get("fieldManager") or ""
+        if not manager and request.content_type not in (APPLY_PATCH, APPLY_PATCH_CBOR):
+            manager = request.headers.get("User-Agent", "unknown").split("/", 1)[0]
+        field_validation = query.get("fieldValidation", "")
+        if field_validation not in ("", "Ignore", "Warn", "Strict"):
+            raise bad_request(
+                f"fieldValidation parameter unsupported: {field_validation}, valid values are "
+                "Ignore, Warn, Strict"
+            )
+        return WriteOptions(
+            manager=manager,
+            dry_run=query.get("dryRun") == "All",
+            force=query.get("force") in ("true", "1", "True"),
+            field_validation=field_validation,
+        )
+
+    async def _patch(
+        self, request: web.Request, rt: ResourceType, namespace: str, name: str, sub: str
+    ) -> web.Response:
+        body = await self._body(request)
+        options = self._write_options(request)
+        obj, created = self.api.patch(rt, namespace, name, request.content_type, body, sub, options)
+        return _json(obj, 201 if created else 200)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        query = request.query
+        body: Any = {}
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError as error:
+                raise bad_request(f"invalid DeleteOptions: {error}") from error
+        if not isinstance(body, dict):
+            raise bad_request("invalid DeleteOptions: expected an object")
+        propagation = body.get("propagationPolicy") or query.get("propagationPolicy") or ""
+        if not propagation and body.get("orphanDependents") is True:
+            propagation = "Orphan"
+        if not propagation and query.get("orphanDependents") == "true":
+            propagation = "Orphan"
+        preconditions = body.get("preconditions") or {}
+        dry_run = body.get("dryRun") == ["All"] or query.get("dryRun") == "All"
+        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        return DeleteOptions(
+            propagation=str(propagation),
+            precondition_uid=str(preconditions.get("uid") or ""),
+            precondition_rv=str(preconditions.get("resourceVersion") or ""),
+            dry_run=dry_run,
+            grace_period=int(grace) if grace not in (None, "") else None,
+        )
+
+    def _filter(self, request: web.Request, rt: ResourceType) -> Predicate:
+        query = request.query
+        predicates = []
+        if query.get("labelSelector"):
+            predicates.append(label_selector(query["labelSelector"]))
+        if query.get("fieldSelector"):
+            supported = _ALWAYS_SELECTABLE | _FIELD_SELECTABLE.get(rt.storage_key, frozenset())
+            predicates.append(field_selector(query["fieldSelector"], supported))
+        return combine(predicates)
+
+    # ---- list, watch, delete collection ------------------------------------------------
+
+    def _selected(self, request: web.Request, target: Target) -> list[Obj]:
+        accepts = self._filter(request, target.rt)
+        return [o for o in self.api.items(target.rt, target.namespace) if accepts(o)]
+
+    def _list(self, request: web.Request, target: Target) -> web.Response:
+        rt = target.rt
+        query = request.query
+        self._check_list_resource_version(query, rt)
+        items = self._selected(request, target)
+        list_meta: dict[str, Any] = {"resourceVersion": str(self.api.store.resource_version)}
+        start = _decode_continue(query.get("continue", ""))
+        if start is not None:
+            items = [o for o in items if _sort_key(o) > start]
+        limit = int(query.get("limit") or 0)
+        if limit > 0 and len(items) > limit:
+            remaining = len(items) - limit
+            items = items[:limit]
+            list_meta["continue"] = _encode_continue(_sort_key(items[-1]), list_meta)
+            list_meta["remainingItemCount"] = remaining
+        elif rt.is_custom:
+            list_meta["continue"] = ""
+        if table.wants_table(request.headers.get("Accept", "")):
+            return _json(table.render(rt, items, list_meta, query.get("includeObject", "")))
+        return _json(
+            {
+                "apiVersion": rt.api_version,
+                "kind": rt.list_kind,
+                "metadata": list_meta,
+                "items": items,
+            }
+        )
+
+    def _check_list_resource_version(self, query: Any, rt: ResourceType) -> None:
+        rv = query.get("resourceVersion", "")
+        match = query.get("resourceVersionMatch", "")
+        if match and match not in ("Exact", "NotOlderThan"):
+            raise bad_request(
+                f'resourceVersionMatch: Unsupported value: "{match}": supported values: '
+                '"Exact", "NotOlderThan"'
+            )
+        if match and not rv:
+            raise bad_request(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                "resourceVersion is provided"
+            )
+        if rv and rv != "0":
+            number = _parse_rv(rv)
+            if match == "Exact":
+                self.api.store.check_not_expired(rt.storage_key, number)
+
+    def _object_response(self, request: web.Request, rt: ResourceType, obj: Obj) -> web.Response:
+        if table.wants_table(request.headers.get("Accept", "")):
+            list_meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            return _json(table.render(rt, [obj], list_meta, request.query.get("includeObject", "")))
+        return _json(obj)
+
+    async def _delete_collection(self, request: web.Request, target: Target) -> Obj:
+        options = await self._delete_options(request)
+        deleted = []
+        for obj in self._selected(request, target):
+            meta = obj["metadata"]
+            try:
+                deleted.append(
+                    self.api.delete(target.rt, meta.get("namespace", ""), meta["name"], options)
+                )
+            except ApiError as error:
+                if error.code != 404:
+                    raise
+        return {
+            "apiVersion": target.rt.api_version,
+            "kind": target.rt.list_kind,
+            "metadata": {"resourceVersion": str(self.api.store.resource_version)},
+            "items": deleted,
+        }
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        query = request.query
+        accepts = _scoped(self._filter(request, rt), target.namespace, target.name)
+        rv = query.get("resourceVersion", "")
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1", "True")
+        initial_events = query.get("sendInitialEvents") in ("true", "1", "True")
+        since = None if rv in ("", "0") or initial_events else _parse_rv(rv)
+        as_table = table.wants_table(request.headers.get("Accept", ""))
+        timeout = query.get("timeoutSeconds")
+        deadline = time.monotonic() + float(timeout) if timeout else None
+
+        response = web.StreamResponse(status=200)
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        request["logged"] = True
+        try:
+            watcher = self.api.store.watch(rt.storage_key, accepts, since)
+        except ApiError as error:
+            self._log(request, 200)
+            await response.prepare(request)
+            await response.write(_dumps({"type": "ERROR", "object": error.status()}) + b"\n")
+            await response.write_eof()
+            return response
+        self._log(request, 200)
+        store = self.api.store
+        try:
+            await response.prepare(request)
+            if initial_events and bookmarks:
+                initial = []
+                while not watcher.queue.empty():
+                    item = watcher.queue.get_nowait()
+                    if item is not None:
+                        initial.append(self._event_line(rt, item, as_table, request))
+                initial.append(self._bookmark(rt, store.resource_version, initial_end=True))
+                await response.write(b"".join(initial))
+            next_bookmark = time.monotonic() + self.bookmark_interval
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                wake = next_bookmark if bookmarks else now + 3600
+                if deadline is not None:
+                    wake = min(wake, deadline)
+                try:
+                    item = await asyncio.wait_for(watcher.queue.get(), max(wake - now, 0))
+                except TimeoutError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        if bookmarks:
+                            await response.write(self._bookmark(rt, store.resource_version))
+                        break
+                    if bookmarks:
+                        await response.write(self._bookmark(rt, store.resource_version))
+                        next_bookmark = time.monotonic() + self.bookmark_interval
+                    continue
+                if item is None:
+                    break
+                lines = [self._event_line(rt, item, as_table, request)]
+                closing = False
+                while not watcher.queue.empty():
+                    queued = watcher.queue.get_nowait()
+                    if queued is None:
+                        closing = True
+                        break
+                    lines.append(self._event_line(rt, queued, as_table, request))
+                await response.write(b"".join(lines))
+                if closing:
+                    break
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            store.unwatch(rt.storage_key, watcher)
+        return response
+
+    def _event_line(
+        self, rt: ResourceType, item: tuple[str, Obj], as_table: bool, request: web.Request
+    ) -> bytes:
+        event_type, obj = item
+        served = self.api.served(rt, obj)
+        if as_table:
+            served = table.render(
+                rt,
+                [served],
+                {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                request.query.get("includeObject", ""),
+            )
+        return _dumps({"type": event_type, "object": served}) + b"\n"
+
+    def _bookmark(self, rt: ResourceType, rv: int, initial_end: bool = False) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+        return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+    # ---- scale subresource -------------------------------------------------------------
+
+    async def _scale(
+        self, request: web.Request, rt: ResourceType, namespace: str, name: str
+    ) -> web.Response:
+        if request.method == "GET":
+            return _json(_scale_of(self.api.get(rt, namespace, name)))
+        if request.method not in ("PUT", "PATCH"):
+            raise _method_not_allowed()
+        body = await self._body(request)
+        current = self.api.get(rt, namespace, name)
+        if request.method == "PATCH":
+            body = merge_patch(_scale_of(current), body)
+        replicas = (body.get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+        if not isinstance(replicas, int):
+            raise bad_request("spec.replicas must be an integer")
+        spec = dict(current.get("spec") or {})
+        spec["replicas"] = replicas
+        updated = self.api.update(
+            rt, namespace, name, {**current, "spec": spec}, "", self._write_options(request)
+        )
+        return _json(_scale_of(updated))
+
+
+def _scoped(selected: Predicate, namespace: str | None, name: str | None) -> Predicate:
+    """Narrow a watch to one namespace and, for `kubectl wait`-style watches, one name."""
+
+    def accepts(obj: Obj) -> bool:
+        meta = obj["metadata"]
+        if namespace is not None and meta.get("namespace") != namespace:
+            return False
+        if name is not None and meta["name"] != name:
+            return False
+        return selected(obj)
+
+    return accepts
+
+
+def _scale_of(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    status = obj.get("status") or {}
+    selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {
+            "replicas": status.get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+        },
+    }
+
+
+def _method_not_allowed() -> ApiError:
+    return ApiError(405, "the server does not allow this method on the requested resource")
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        return int(rv)
+    except ValueError:
+        raise ApiError(
+            400, f'resourceVersion: Invalid value: "{rv}": must be a non-negative integer'
+        ) from None
+
+
+def _sort_key(obj: Obj) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "", meta["name"])
+
+
+def _encode_continue(key: tuple[str, str], list_meta: dict[str, Any]) -> str:
+    token = {"v": "meta.k8s.io/v1", "rv": int(list_meta["resourceVersion"]), "start": list(key)}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = decoded["start"]
+        return (str(namespace), str(name))
+    except (ValueError, KeyError, TypeError):
+        raise bad_request("continue key is not valid: could not decode continue token") from None
