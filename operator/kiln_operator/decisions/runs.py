@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from kiln_operator import naming
 from kiln_operator.decisions.result import InvalidResult, RunResult, parse_result
-from kiln_operator.runinfo import run_output
+from kiln_operator.runinfo import OUTPUT_MOUNT
 
 Obj = dict[str, Any]
 
@@ -219,13 +219,15 @@ def _succeeded(
             message=previous.message,
         )
     message = result_message(pods)
-    output = run_output(str(base.lineage.get("output", "")), base.name)
+    # The Job's lineage records the run's own output URI; a pvc is mounted in the pod.
+    output_uri = str(base.lineage.get("output", ""))
+    output_dir = f"{OUTPUT_MOUNT}/{base.name}" if output_uri.startswith("pvc://") else None
     try:
         if message is None and not pods:
             raise InvalidResult(
                 "the run's pods are gone, so its result (termination message) cannot be read"
             )
-        result = parse_result(message, output.uri, output.directory)
+        result = parse_result(message, output_uri, output_dir)
     except InvalidResult as error:
         return replace(done, reason=INVALID_RESULT, message=f"invalid result: {error}")
     return with_result(done, result)
@@ -322,8 +324,6 @@ def _without_job(row: RunRow) -> RunRow:
             reason=JOB_DELETED,
             message=f"the run's Job {row.job or row.name} was deleted before it finished",
         )
-    if row.awaiting_registration:
-        return row
     return row
 
 
