@@ -1,0 +1,194 @@
+"""Render benchmark records (the JSON lines driver.py writes) as Markdown tables and target
+checks, between the result markers of bench/README.md.
+
+    python bench/report.py bench/results/raw/<run>.jsonl   # re-render README.md from a run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+from typing import Any
+
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+
+# Published peer figures (shared/bench, same machine kind, same harness, pinned): used only
+# when a peer could not be run in this sitting.
+REFERENCE = {
+    "kserve": {"req_s": 986.0, "p99_ms": 96.58},
+    "naive": {"req_s": 1472.0, "p99_ms": 89.06},
+}
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _cells(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["kind"] == "cell":
+            key = (r["server"], r["model"], r["batch"], r["conc"], r["encoding"])
+            cells[key].append(r)
+    return cells
+
+
+def _median(reps: list[dict[str, Any]], field: str) -> float:
+    return float(statistics.median(r[field] for r in reps))
+
+
+def tables(records: list[dict[str, Any]]) -> str:
+    meta = next((r for r in records if r["kind"] == "meta"), {})
+    raw = {(r["model"], r["batch"]): r for r in records if r["kind"] == "raw"}
+    cells = _cells(records)
+    lines = [
+        f"Run `{meta.get('run', '?')}`: {meta.get('cpu', '?')}, {meta.get('nproc', '?')} CPUs, "
+        f"server on CPU {meta.get('server_cpus', '?')} (1 ONNX Runtime thread), wrk on CPU "
+        f"{meta.get('load_cpus', '?')} (1 thread), {meta.get('secs', '?')} s per cell, "
+        f"load average at start {meta.get('loadavg', 0):.2f}. Cells with several runs show the "
+        "median (all runs are in the noise table).",
+        "",
+        "### Raw ONNX Runtime ceiling (in-process, 1 thread, pinned to the server core)",
+        "",
+        "| model | batch | calls/s | rows/s | p50 us | p99 us |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for (model, batch), r in sorted(raw.items()):
+        lines.append(
+            f"| {model} | {batch} | {_fmt(r['calls_s'])} | {_fmt(r['rows_s'])} | "
+            f"{_fmt(r['p50_us'])} | {_fmt(r['p99_us'])} |"
+        )
+    lines += [
+        "",
+        "### Servers (closed loop; rows/s ÷ raw = against the 1-thread ceiling at the same batch)",
+        "",
+        "| server | model | batch | conc | tensors | req/s | rows/s | p50 ms | p99 ms | non-2xx "
+        "| rows/s ÷ raw |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {"kiln": 0, "kserve": 1, "kserve-quiet": 2, "naive": 3}
+    for key in sorted(cells, key=lambda k: (k[1], k[2], k[4], k[3], order.get(k[0], 9))):
+        server, model, batch, conc, encoding = key
+        reps = cells[key]
+        rows_s = _median(reps, "rows_s")
+        ceiling = raw.get((model, batch), {}).get("rows_s")
+        ratio = f"{rows_s / ceiling:.2f}" if ceiling else "n/a"
+        lines.append(
+            f"| {server} | {model} | {batch} | {conc} | {encoding} | "
+            f"{_fmt(_median(reps, 'req_s'))} | {_fmt(rows_s)} | "
+            f"{_median(reps, 'p50_ms'):.2f} | {_median(reps, 'p99_ms'):.2f} | "
+            f"{sum(r['non2xx'] for r in reps)} | {ratio} |"
+        )
+    unsupported = [r for r in records if r["kind"] == "unsupported"]
+    for r in unsupported:
+        lines.append(
+            f"| {r['server']} | {r['model']} | {r['batch']} | - | {r['encoding']} | "
+            f"unsupported: {r['why'][:60]} | | | | | |"
+        )
+    lines += ["", "### Target checks", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += _checks(records, cells, raw)
+    repeated = {k: v for k, v in cells.items() if len(v) > 1}
+    if repeated:
+        lines += [
+            "",
+            "### Noise: repeated cells",
+            "",
+            "| server | model | batch | conc | tensors | req/s per run | spread | p99 ms per run |",
+            "|---|---|---:|---:|---|---|---:|---|",
+        ]
+        for key, reps in sorted(repeated.items()):
+            values = [r["req_s"] for r in reps]
+            spread = (max(values) - min(values)) / statistics.mean(values)
+            lines.append(
+                f"| {' | '.join(str(k) for k in key)} | "
+                f"{', '.join(_fmt(v) for v in values)} | {spread:.0%} | "
+                f"{', '.join(format(r['p99_ms'], '.2f') for r in reps)} |"
+            )
+    batches = [r for r in records if r["kind"] == "batch_sizes"]
+    if batches:
+        lines += [
+            "",
+            "Rows per ONNX Runtime call in kiln-server over the whole grid "
+            "(from its batch-size histogram): "
+            + ", ".join(f"{r['model']} {_mean_rows(r['metrics']):.1f}" for r in batches)
+            + ".",
+        ]
+    return "\n".join(lines)
+
+
+def _checks(
+    records: list[dict[str, Any]],
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]],
+    raw: dict[tuple[str, int], dict[str, Any]],
+) -> list[str]:
+    rows = []
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**missed**"
+
+    kiln = cells.get(("kiln", "tabular", 1, 64, "json"))
+    if kiln:
+        kiln_req, kiln_p99 = _median(kiln, "req_s"), _median(kiln, "p99_ms")
+        for peer, factor in (("kserve", 5), ("naive", 3)):
+            reps = cells.get((peer, "tabular", 1, 64, "json"))
+            source = "this run"
+            if reps:
+                peer_req, peer_p99 = _median(reps, "req_s"), _median(reps, "p99_ms")
+            else:
+                peer_req, peer_p99 = REFERENCE[peer]["req_s"], REFERENCE[peer]["p99_ms"]
+                source = "shared/bench reference"
+            rows.append(
+                f"| tabular b1 c64 JSON: ≥ {factor}x {peer} req/s ({source}) | "
+                f"{_fmt(kiln_req)} vs {_fmt(peer_req)} = {kiln_req / peer_req:.1f}x | "
+                f"{verdict(kiln_req >= factor * peer_req)} |"
+            )
+            rows.append(
+                f"| tabular b1 c64 JSON: p99 below {peer}'s | {kiln_p99:.2f} ms vs "
+                f"{peer_p99:.2f} ms | {verdict(kiln_p99 < peer_p99)} |"
+            )
+    ceiling = raw.get(("wide", 32), {}).get("rows_s")
+    for encoding, share in (("binary", 0.85), ("json", 0.50)):
+        for conc in (16, 64):
+            reps = cells.get(("kiln", "wide", 32, conc, encoding))
+            if reps and ceiling:
+                rows_s = _median(reps, "rows_s")
+                rows.append(
+                    f"| wide b32 c{conc} {encoding}: ≥ {share:.0%} of raw 1-thread rows/s | "
+                    f"{_fmt(rows_s)} / {_fmt(ceiling)} = {rows_s / ceiling:.0%} | "
+                    f"{verdict(rows_s >= share * ceiling)} |"
+                )
+    for r in records:
+        if r["kind"] == "rss" and r["server"] == "kiln" and r["model"] == "tabular":
+            rows.append(
+                f"| idle RSS with the tabular model < 150 MB | {r['idle_mb']:.0f} MB | "
+                f"{verdict(r['idle_mb'] < 150)} |"
+            )
+    return rows
+
+
+def _mean_rows(metrics: dict[str, float]) -> float:
+    return metrics.get("sum", 0.0) / max(metrics.get("count", 1.0), 1.0)
+
+
+def render(readme: str, records: list[dict[str, Any]]) -> str:
+    block = f"{BEGIN}\n{tables(records)}\n{END}"
+    if BEGIN in readme and END in readme:
+        head, _, rest = readme.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        return head + block + tail
+    return readme.rstrip() + "\n\n" + block + "\n"
+
+
+if __name__ == "__main__":
+    path = sys.argv[1]
+    with open(path) as source:
+        loaded = [json.loads(line) for line in source if line.strip()]
+    readme_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+    with open(readme_path) as source:
+        text = source.read()
+    with open(readme_path, "w") as out:
+        out.write(render(text, loaded))
