@@ -154,13 +154,18 @@ class Credentials:
         return None
 
 
-def load_credentials() -> Credentials:
-    """The in-cluster service account inside a pod, else the current kubeconfig context."""
+def load_credentials(kubeconfig: str | None = None) -> Credentials:
+    """The in-cluster service account inside a pod, else the current kubeconfig context
+    (of ``kubeconfig`` when given, else ``$KUBECONFIG`` or ``~/.kube/config``)."""
     configuration = k8s_client.Configuration()
     try:
+        if kubeconfig is not None:
+            raise k8s_config.ConfigException("an explicit kubeconfig was given")
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
     server = str(configuration.host).rstrip("/")
     context: ssl.SSLContext | bool = False
     if server.startswith("https://"):

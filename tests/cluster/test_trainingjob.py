@@ -9,6 +9,7 @@ reasons and events; malformed results; and unknown accelerator types.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -20,6 +21,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kiln_operator.kube import Kube, load_credentials
+from kiln_operator.reconcilers.trainingjob import TrainingJobContext, start_run
+from tests.support.backends import REPO_ROOT as REPO
 from tests.support.backends import Cluster
 from tests.support.kube import KubeClient, Obj
 from tests.support.kubelet import (
@@ -633,3 +637,54 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
     finally:
         process.stop()
     process.assert_no_unhandled_exceptions()
+
+
+# -- entry points and examples --------------------------------------------------------------
+
+
+def test_start_run_starts_a_drift_run_that_the_operator_then_follows(
+    cluster: Cluster, kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    """The internal entry point an InferenceService calls when it detects drift."""
+    kube.apply_manifest([training_job()], namespace)
+    (first,) = wait_for_jobs(kube, namespace, 1)
+    complete_job(kube, first, message=result())
+    wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
+
+    async def request_drift_run() -> str | None:
+        client = await Kube.connect(load_credentials(str(cluster.kubeconfig)))
+        try:
+            ctx = TrainingJobContext(kube=client)
+            return await start_run(ctx, namespace, "iris", "drift", "PSI 0.31 on petal_width")
+        finally:
+            await client.close()
+
+    started = asyncio.run(request_drift_run())
+    jobs = wait_for_jobs(kube, namespace, 2)
+    assert started == jobs[1]["metadata"]["name"]
+    assert jobs[1]["metadata"]["annotations"]["kiln.dev/trigger"] == "drift"
+    assert jobs[1]["metadata"]["annotations"]["kiln.dev/trigger-message"] == (
+        "PSI 0.31 on petal_width"
+    )
+    complete_job(kube, jobs[1], message=result())
+    status = wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
+    assert run_row(status)["trigger"] == "drift"
+
+
+def test_the_example_manifests_are_accepted_and_start_their_runs(
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    kube.apply_manifest(REPO / "examples" / "training" / "trainingjob.yaml", namespace)
+    (job,) = wait_for_jobs(kube, namespace, 1, name="iris-example")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "kiln-iris-train:dev"
+    assert container["args"] == ["--test-size", "0.25"]
+    assert env_of(job)["KILN_HP_N_ESTIMATORS"] == "100"
+
+    # The distributed example starts on its annotation (the nightly one waits for 03:00).
+    kube.apply_manifest(REPO / "examples" / "trainingjob.yaml", namespace)
+    (ddp,) = wait_for_jobs(kube, namespace, 1, name="iris-ddp")
+    assert ddp["spec"]["completionMode"] == "Indexed"
+    assert ddp["metadata"]["annotations"]["kiln.dev/trigger"] == "manual"
+    wait_for_status(kube, namespace, lambda s: "nextScheduleTime" in s, name="iris")
+    assert jobs_of(kube, namespace, "iris") == []
