@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--results", default=os.path.join(HERE, "results", "raw"))
     parser.add_argument("--readme", default=os.path.join(HERE, "README.md"))
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the pinned servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
     peer_python = os.path.join(args.work, "peer-venv", "bin", "python")

@@ -4,9 +4,13 @@ A ``Batcher`` wraps a synchronous ``run(output_names, feeds)``. It is created in
 running event loop and keeps one call in progress at a time: while ONNX Runtime works, new
 requests queue; when it returns, everything compatible that queued meanwhile (same input
 names, trailing shapes and dtypes, same requested outputs) goes into the next call, up to
-``max_batch_size`` rows. An idle server runs a lone request at once. ``max_queue_delay``
-only applies under load (the previous call merged several requests): the batcher then waits
-up to that long for a batch to fill before starting it.
+``max_batch_size`` rows. An idle server runs a lone request at once.
+
+``max_queue_delay`` (default 0: none) only applies under load (the previous call merged
+several requests): the batcher then waits up to that long for a batch to fill before starting
+it. This trades latency for fuller batches, as Triton's ``max_queue_delay_microseconds`` does;
+it pays off for costly models under open-loop traffic, and it costs throughput when a fixed
+set of clients each wait for their answer (the batch never fills, so every call waits).
 
 Cheap calls run on the event loop itself (a thread hop costs more than they do); expensive
 ones run on a dedicated worker thread, since ONNX Runtime releases the GIL while it computes.

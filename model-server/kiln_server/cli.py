@@ -7,7 +7,6 @@ Every ``serve`` flag can also be set by an environment variable (``--max-batch-s
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -74,8 +73,9 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument(
         "--max-queue-delay-ms",
         type=_non_negative_float,
-        default=_env("MAX_QUEUE_DELAY_MS", 1.0, float),
-        help="under load, wait this long for a batch to fill [KILN_MAX_QUEUE_DELAY_MS]",
+        default=_env("MAX_QUEUE_DELAY_MS", 0.0, float),
+        help="under load, wait up to this long for a batch to fill; 0 = never wait "
+        "[KILN_MAX_QUEUE_DELAY_MS]",
     )
     serve.add_argument(
         "--device",
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from kiln_server.logs import configure as configure_logs
     from kiln_server.server import run
     from kiln_server.settings import ServeSettings
 
@@ -153,11 +154,11 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-        '"message":"%(message)s"}',
-    )
+    try:
+        configure_logs(args.log_level)
+    except ValueError:
+        print(f"kiln-server serve: unknown --log-level {args.log_level!r}", file=sys.stderr)
+        return 2
     settings = ServeSettings(
         model_dir=args.model_dir,
         model_name=args.model_name,

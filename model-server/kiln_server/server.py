@@ -13,6 +13,7 @@ import os
 import signal
 
 import numpy as np
+from prometheus_client import disable_created_metrics
 
 from kiln_server.app import create_app
 from kiln_server.baseline import BaselineError, load_baseline
@@ -162,6 +163,8 @@ async def serve(settings: ServeSettings) -> None:
 
 
 def run(settings: ServeSettings) -> None:
+    # The *_created series double the exposition size and no consumer reads them.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     try:
         import uvloop
     except ImportError:  # the fast loop is optional (e.g. on Windows)

@@ -22,7 +22,7 @@ class ServeSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     max_batch_size: int = 64
-    max_queue_delay_ms: float = 1.0
+    max_queue_delay_ms: float = 0.0
     device: str = "cpu"
     threads: int = 0  # 0: one ONNX Runtime thread per available core
     max_request_bytes: int = 64 * 1024 * 1024

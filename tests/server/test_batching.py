@@ -194,3 +194,16 @@ def test_concurrent_http_requests_show_merged_batches_in_the_histogram(
         assert json.loads(server.get("/v2/health/ready").body) == {"ready": True}
     finally:
         server.stop()
+
+
+async def test_under_load_a_queue_delay_waits_for_the_batch_to_fill(
+    tabular_model: CountingModel,
+) -> None:
+    batcher = make_batcher(tabular_model, max_queue_delay=0.2, max_batch_size=4)
+    await asyncio.gather(*(batcher.predict(rows(1, i), ("output",), 1) for i in range(2)))
+    first = batcher.predict(rows(1, 2), ("output",), 1)
+    await asyncio.sleep(0.02)  # without the delay, the first request would have run alone
+    second = batcher.predict(rows(1, 3), ("output",), 1)
+    await asyncio.gather(first, second)
+    batcher.close()
+    assert [n for n, _ in tabular_model.calls] == [2, 2]
