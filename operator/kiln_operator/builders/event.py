@@ -10,15 +10,24 @@ COMPONENT = "kiln-operator"
 
 
 def desired_event(
-    involved: dict[str, Any], type_: EventType, reason: str, message: str, now: str
+    involved: dict[str, Any],
+    type_: EventType,
+    reason: str,
+    message: str,
+    now: str,
+    name_suffix: str | None = None,
 ) -> dict[str, Any]:
-    """A core/v1 Event on ``involved`` (a full object with apiVersion, kind, metadata)."""
+    """A core/v1 Event on ``involved`` (a full object with apiVersion, kind, metadata).
+
+    Event names only need to be unique; ``name_suffix`` defaults to a random one.
+    """
     meta = involved["metadata"]
+    suffix = name_suffix or secrets.token_hex(8)
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": f"{meta['name'][:230]}.{secrets.token_hex(8)}",
+            "name": f"{meta['name'][:230]}.{suffix}",
             "namespace": meta["namespace"],
         },
         "involvedObject": {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from kiln_operator import naming
 from kiln_operator.api.trainingjob import RunTrigger, TrainingJobSpec
@@ -31,6 +32,19 @@ class RunRequest:
 
     trigger: RunTrigger
     message: str
+
+
+class StartRun(Protocol):
+    """Makes the :class:`RunStart` of the next run for a trigger."""
+
+    def __call__(
+        self,
+        trigger: RunTrigger,
+        message: str,
+        *,
+        scheduled_time: str | None = None,
+        request_value: str | None = None,
+    ) -> RunStart: ...
 
 
 @dataclass(frozen=True)
@@ -81,15 +95,21 @@ def decide_start(
     handled = _handled_request(rows, run_annotation, handled_run_request)
     last_scheduled = _last_scheduled(rows, last_schedule_time)
 
-    def start(trigger: RunTrigger, message: str, **extra: str | None) -> RunStart:
+    def start(
+        trigger: RunTrigger,
+        message: str,
+        *,
+        scheduled_time: str | None = None,
+        request_value: str | None = None,
+    ) -> RunStart:
         return RunStart(
             name=naming.run_name(training_job, number, spec_digest),
             number=number,
             trigger=trigger,
             spec_hash=spec_digest,
             message=message,
-            scheduled_time=extra.get("scheduled_time"),
-            request_value=extra.get("request_value"),
+            scheduled_time=scheduled_time,
+            request_value=request_value,
         )
 
     if spec.suspend or blocked:
@@ -116,10 +136,10 @@ def decide_start(
     if spec.schedule:
         return _scheduled(spec, rows, last_scheduled, created, now, handled, start)
 
-    if latest is None or latest.spec_hash != spec_digest:
-        message = "first run" if latest is None else f"spec changed ({latest.spec_hash} -> "
-        if latest is not None:
-            message += f"{spec_digest})"
+    if latest is None:
+        return StartDecision(start=start("spec", "first run"), handled_run_request=handled)
+    if latest.spec_hash != spec_digest:
+        message = f"spec changed ({latest.spec_hash} -> {spec_digest})"
         return StartDecision(start=start("spec", message), handled_run_request=handled)
     return StartDecision(handled_run_request=handled)
 
@@ -131,7 +151,7 @@ def _scheduled(
     created: str | None,
     now: dt.datetime,
     handled: str | None,
-    start: object,
+    start: StartRun,
 ) -> StartDecision:
     assert spec.schedule is not None
     since = parse_time(last_scheduled) or parse_time(created) or now
@@ -177,10 +197,8 @@ def _scheduled(
                 "(concurrencyPolicy Forbid)",
             ),
         )
-    assert callable(start)
-    run: RunStart = start("schedule", f"scheduled for {due}", scheduled_time=due)
     return StartDecision(
-        start=run,
+        start=start("schedule", f"scheduled for {due}", scheduled_time=due),
         replace_active=action == "replace",
         handled_run_request=handled,
         last_schedule_time=due,
