@@ -24,6 +24,7 @@ from tests.kubeemu.errors import (
     conflict,
     invalid,
     not_found,
+    qualified_resource,
 )
 from tests.kubeemu.options import DeleteOptions, WriteOptions
 from tests.kubeemu.resources import Registry, ResourceType, builtin_types
@@ -246,6 +247,7 @@ class Api:
                 "the namespace of the provided object does not match the namespace sent on "
                 "the request"
             )
+        self._check_uid_precondition(rt, old, meta)
         rv = meta.get("resourceVersion")
         if not rv:
             if not rt.unconditional_update:
@@ -300,6 +302,7 @@ class Api:
             rv = patched_meta.get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise conflict(rt.plural, rt.group, name)
+            self._check_uid_precondition(rt, old, patched_meta)
             if patched_meta.get("name", name) != name:
                 raise bad_request(
                     f"the name of the object ({patched_meta.get('name')}) does not match the "
@@ -357,6 +360,20 @@ class Api:
         merged["metadata"]["managedFields"] = managed
         obj = self._checked_body(rt, merged)
         return self._write_update(rt, old, obj, subresource, options, applied=True), False
+
+    def _check_uid_precondition(self, rt: ResourceType, old: Obj, meta: Obj) -> None:
+        """A uid in the body is a precondition, as the API server's update treats it."""
+        uid = meta.get("uid")
+        if uid and uid != old["metadata"]["uid"]:
+            name = old["metadata"]["name"]
+            raise ApiError(
+                409,
+                f"Operation cannot be fulfilled on {qualified_resource(rt.plural, rt.group)} "
+                f'"{name}": Precondition failed: UID in precondition: {uid}, UID in object '
+                f"meta: {old['metadata']['uid']}",
+                reason="Conflict",
+                details={"name": name, "group": rt.group, "kind": rt.plural},
+            )
 
     def _current(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         old = self.store.get(rt.storage_key, namespace if rt.namespaced else "", name)

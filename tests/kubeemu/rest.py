@@ -31,6 +31,8 @@ from tests.kubeemu.store import Obj
 log = logging.getLogger("kubeemu")
 
 RequestLog = Callable[[str, str, str, str, int], None]
+# Set on watch requests, which log themselves when the stream starts rather than when it ends.
+LOGGED = web.RequestKey("kubeemu_logged", bool)
 
 _FIELD_SELECTABLE: dict[tuple[str, str], frozenset[str]] = {
     ("", "pods"): frozenset(
@@ -115,7 +117,7 @@ class RestServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         response = await handler(request)
-        if not request.get("logged"):
+        if not request.get(LOGGED):
             self._log(request, response.status)
         return response
 
@@ -435,7 +437,7 @@ class RestServer:
         response = web.StreamResponse(status=200)
         response.content_type = "application/json"
         response.enable_chunked_encoding()
-        request["logged"] = True
+        request[LOGGED] = True
         try:
             watcher = self.api.store.watch(rt.storage_key, accepts, since)
         except ApiError as error:
