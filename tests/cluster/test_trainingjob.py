@@ -457,6 +457,7 @@ def test_an_image_pull_failure_is_reported_while_the_run_waits(
         kube, namespace, lambda s: condition(s, "Running").get("reason") == "ImagePullBackOff"
     )
     assert "Back-off pulling image" in condition(status, "Running")["message"]
+    assert condition(status, "Ready")["reason"] == "ImagePullBackOff"
     wait_until(
         "an ImagePullBackOff event", lambda: "ImagePullBackOff" in event_reasons(kube, namespace)
     )
@@ -637,6 +638,26 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
     finally:
         process.stop()
     process.assert_no_unhandled_exceptions()
+
+
+def test_model_versions_outlive_their_training_job(
+    cluster: Cluster, kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    kube.apply_manifest([training_job()], namespace)
+    (job,) = wait_for_jobs(kube, namespace, 1)
+    complete_job(kube, job, message=result())
+    wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
+
+    kube.delete(KILN, "TrainingJob", "iris", namespace)
+    wait_until(
+        "the TrainingJob to be gone",
+        lambda: kube.get_or_none(KILN, "TrainingJob", "iris", namespace) is None,
+    )
+    if cluster.runs_controllers:
+        wait_until("its Jobs to be garbage-collected", lambda: jobs_of(kube, namespace) == [])
+    (mv,) = model_versions(kube, namespace)
+    assert mv["metadata"]["name"] == "iris-v1"
+    assert mv["spec"]["lineage"]["trainingJob"]["name"] == "iris"
 
 
 # -- entry points and examples --------------------------------------------------------------

@@ -20,10 +20,14 @@ from kiln_operator.builders.event import EventType
 from kiln_operator.conditions import Verdict, find_condition, set_conditions
 from kiln_operator.decisions.runs import (
     AWAITING_REGISTRATION,
+    BLOCKING_WAIT_REASONS,
     NOT_REGISTERED,
     REGISTERED,
     RunRow,
 )
+
+#: Reasons of an active run that will not progress without a human.
+STUCK_REASONS = BLOCKING_WAIT_REASONS | {"Unschedulable"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ def ready_verdict(rows: Sequence[RunRow], suspended: bool, blocked: Verdict | No
     """Ready: the configuration is usable and the latest finished run delivered."""
     if blocked is not None:
         return Verdict("Ready", "False", blocked.reason, blocked.message)
+    stuck = [row for row in rows if row.active and row.reason in STUCK_REASONS]
+    if stuck:
+        # A run that cannot start needs a human now, whatever earlier runs delivered.
+        row = stuck[-1]
+        return Verdict("Ready", "False", row.reason or "", f"run {row.name}: {row.message or ''}")
     finished = [row for row in rows if not row.active]
     if not finished:
         if suspended:

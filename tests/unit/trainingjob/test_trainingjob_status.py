@@ -53,8 +53,16 @@ def conditions(value: dict[str, Any]) -> dict[str, tuple[str, str]]:
         ),
         pytest.param(
             [row(1, "Pending", "ImagePullBackOff")],
-            {"Running": ("False", "ImagePullBackOff")},
+            {"Running": ("False", "ImagePullBackOff"), "Ready": ("False", "ImagePullBackOff")},
             id="stuck-pulling",
+        ),
+        pytest.param(
+            [
+                row(1, "Succeeded", "Registered", model_version="iris-v1"),
+                row(2, "Pending", "Unschedulable"),
+            ],
+            {"Ready": ("False", "Unschedulable"), "Succeeded": ("True", "JobComplete")},
+            id="stuck-after-a-success",
         ),
         pytest.param(
             [row(1, "Succeeded", "Registered", model_version="iris-v1")],
