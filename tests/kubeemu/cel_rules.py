@@ -15,6 +15,7 @@ from typing import Any
 
 import cel
 
+from tests.kubeemu.celcost import cost_causes
 from tests.kubeemu.errors import Cause
 from tests.kubeemu.schema import Schema, type_name
 
@@ -256,8 +257,11 @@ def _message(rule: dict[str, Any], variables: dict[str, Any]) -> str:
 
 
 def rule_causes(schema: Schema, path: str) -> list[Cause]:
+    """Rules that do not compile, or (when all compile) that exceed the cost budget."""
     causes: list[Cause] = []
     _compile_all(schema, path, causes)
+    if not causes:
+        causes.extend(cost_causes(schema, path))
     return causes
 
 

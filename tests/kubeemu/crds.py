@@ -136,20 +136,31 @@ def validate_crd(
                 "spec.versions",
             )
         )
+    schemas = [_version_schema(v) for v in versions]
+    # One schema shared by every version is reported where the API server keeps it then.
+    shared = len({repr(schema) for schema in schemas}) == 1
     for index, version in enumerate(versions):
         if not isinstance(version, dict):
             continue
-        schema = (
-            ((version.get("schema") or {}).get("openAPIV3Schema"))
-            if isinstance(version.get("schema"), dict)
-            else None
+        if shared and index > 0:
+            continue
+        schema = schemas[index]
+        path = (
+            "spec.validation.openAPIV3Schema"
+            if shared
+            else f"spec.versions[{index}].schema.openAPIV3Schema"
         )
-        path = f"spec.versions[{index}].schema.openAPIV3Schema"
         if schema is None:
             causes.append(Cause("FieldValueRequired", "Required value: schemas are required", path))
             continue
         causes.extend(schema_causes(schema, path))
     return causes
+
+
+def _version_schema(version: Any) -> Any:
+    if not isinstance(version, dict) or not isinstance(version.get("schema"), dict):
+        return None
+    return version["schema"].get("openAPIV3Schema")
 
 
 def _go_slice(versions: list[Any]) -> str:

@@ -102,6 +102,8 @@ class RestServer:
         self._record = record
         self.bookmark_interval = bookmark_interval
         self._stopping = asyncio.Event()
+        # Serialised watch events by stored object: fifty watchers of one change encode it once.
+        self._encoded: dict[tuple[int, str], tuple[Obj, bytes]] = {}
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._log_middleware], client_max_size=16 * 2**20)
@@ -500,6 +502,15 @@ class RestServer:
     ) -> bytes:
         event_type, obj = item
         served = self.api.served(rt, obj)
+        if not as_table and served is obj:
+            cached = self._encoded.get((id(obj), event_type))
+            if cached is not None and cached[0] is obj:
+                return cached[1]
+            line = _dumps({"type": event_type, "object": obj}) + b"\n"
+            if len(self._encoded) > 20000:
+                self._encoded.clear()
+            self._encoded[(id(obj), event_type)] = (obj, line)
+            return line
         if as_table:
             served = table.render(
                 rt,
