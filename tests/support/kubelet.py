@@ -83,7 +83,7 @@ def job_pod(job: Obj, index: int | None = None) -> Obj:
         spec["hostname"] = f"{job_name}-{index}"
         index_env = {
             "name": "JOB_COMPLETION_INDEX",
-            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{COMPLETION_INDEX}']"}},
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}},
         }
         for container in spec.get("containers", []):
             env = [e for e in container.get("env", []) if e["name"] != "JOB_COMPLETION_INDEX"]
