@@ -580,6 +580,38 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
     healthy.assert_no_unhandled_exceptions()
 
 
+def test_two_replicas_racing_never_duplicate_a_run_or_a_version(
+    cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    """Two operators without peering reconcile the same objects at once: Job names and
+    version numbers are allocated by create-or-AlreadyExists, so nothing is doubled."""
+    replicas = [operator_process(cluster, namespace, tmp_path / f"replica-{i}.log") for i in (1, 2)]
+    try:
+        names = ("alpha", "beta", "gamma", "delta")
+        kube.apply_manifest([training_job(name=name) for name in names], namespace)
+        jobs = [wait_for_jobs(kube, namespace, 1, name=name)[0] for name in names]
+        for job in jobs:
+            complete_job(kube, job, message=result())
+        for name in names:
+            wait_for_status(
+                kube, namespace, lambda s: run_row(s).get("reason") == "Registered", name=name
+            )
+        versions = model_versions(kube, namespace)
+        assert [mv["spec"]["version"] for mv in versions] == [1, 2, 3, 4]
+        assert sorted(mv["spec"]["lineage"]["trainingJob"]["name"] for mv in versions) == sorted(
+            names
+        )
+        for name in names:
+            assert len(jobs_of(kube, namespace, name)) == 1
+            row = run_row(status_of(kube, namespace, name))
+            assert row["modelVersion"] in {mv["metadata"]["name"] for mv in versions}
+    finally:
+        for replica in replicas:
+            replica.stop()
+    for replica in replicas:
+        replica.assert_no_unhandled_exceptions()
+
+
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TEST_CLIENT_AGENT = "kiln-tests"
 

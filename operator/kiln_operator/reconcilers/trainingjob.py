@@ -213,6 +213,12 @@ async def _decide_and_write(
         created = await _create_run(ctx, observed, decision)
         if created is None:
             # Another writer took the run's name: decide again on a fresh read.
+            log.info(
+                "TrainingJob %s/%s: run %s was created by another writer; re-reading",
+                namespace,
+                name,
+                decision.start.name,
+            )
             return ReconcileOutcome(requeue_after=0.5)
         rows = [*rows, run_from_job(created, [], None)]
         started = decision.start.name
@@ -333,6 +339,7 @@ async def _create_model_version(
         try:
             created = await ctx.kube.create(kube.MODEL_VERSIONS, body, namespace)
         except kube.AlreadyExists:
+            log.info("ModelVersion %s/%s is taken; re-reading", namespace, body["metadata"]["name"])
             model_versions = await ctx.kube.list(kube.MODEL_VERSIONS, namespace)
             existing = registered_version_of(row.name, uid, model_versions)
             if existing is not None:
