@@ -166,3 +166,93 @@ def test_list_pages_with_limit_and_continue(kube: KubeClient, namespace: str) ->
             break
     assert sorted(n for n in seen if n.startswith("page-")) == [f"page-{i}" for i in range(7)]
     assert pages >= 3
+
+
+def test_dry_run_create_validates_but_stores_nothing(kube: KubeClient, namespace: str) -> None:
+    answer = kube.create(widget("dry"), namespace, dryRun="All")
+    assert answer["spec"]["replicas"] == 1  # defaulted as a real create would be
+    assert kube.get_or_none(WIDGET_API, WIDGET, "dry", namespace) is None
+
+
+def test_a_body_namespace_different_from_the_url_is_a_bad_request(
+    kube: KubeClient, namespace: str
+) -> None:
+    manifest = config_map("cfg")
+    manifest["metadata"]["namespace"] = "somewhere-else"
+    path = kube.resource("v1", "ConfigMap").collection_path(namespace)
+    status, body = kube.raw("POST", path, manifest)
+    assert (status, body["reason"]) == (400, "BadRequest")
+    assert body["message"] == (
+        "the namespace of the provided object does not match the namespace sent on the request"
+    )
+
+
+def test_an_invalid_name_is_rejected(kube: KubeClient, namespace: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        kube.create(config_map("Not_A_Name"), namespace)
+    assert caught.value.status == 422
+    (cause,) = caught.value.body["details"]["causes"]
+    assert (cause["field"], cause["reason"]) == ("metadata.name", "FieldValueInvalid")
+    assert cause["message"].startswith(
+        'Invalid value: "Not_A_Name": a lowercase RFC 1123 subdomain must consist of'
+    )
+
+
+def test_a_missing_name_is_required(kube: KubeClient, namespace: str) -> None:
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}
+    with pytest.raises(ApiError) as caught:
+        kube.create(manifest, namespace)
+    assert caught.value.status == 422
+    assert caught.value.message == (
+        'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required'
+    )
+
+
+def test_a_patch_carrying_a_stale_resource_version_conflicts(
+    kube: KubeClient, namespace: str
+) -> None:
+    created = kube.create(widget("w"), namespace)
+    kube.patch(WIDGET_API, WIDGET, "w", namespace, {"spec": {"replicas": 2}})
+    stale = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}}
+    with pytest.raises(ApiError) as caught:
+        kube.patch(WIDGET_API, WIDGET, "w", namespace, {**stale, "spec": {"replicas": 3}})
+    assert caught.value.status == 409
+    assert caught.value.reason == "Conflict"
+    assert kube.get(WIDGET_API, WIDGET, "w", namespace)["spec"]["replicas"] == 2
+
+
+def test_patching_a_missing_object_is_not_found(kube: KubeClient, namespace: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        kube.patch(WIDGET_API, WIDGET, "absent", namespace, {"spec": {"replicas": 2}})
+    assert caught.value.status == 404
+    assert caught.value.message == 'widgets.ref.example.dev "absent" not found'
+
+
+def test_delete_collection_removes_only_the_selected_objects(
+    kube: KubeClient, namespace: str
+) -> None:
+    kube.create(config_map("run-1", labels={"run": "old"}), namespace)
+    kube.create(config_map("run-2", labels={"run": "old"}), namespace)
+    kube.create(config_map("keep", labels={"run": "new"}), namespace)
+    path = kube.resource("v1", "ConfigMap").collection_path(namespace)
+    kube.request("DELETE", path, query={"labelSelector": "run=old"})
+    left = kube.list("v1", "ConfigMap", namespace, label_selector="run")["items"]
+    assert [item["metadata"]["name"] for item in left] == ["keep"]
+
+
+def test_the_deleted_event_carries_the_last_state(kube: KubeClient, namespace: str) -> None:
+    created = kube.create(widget("w", replicas=4), namespace)
+    kube.delete(WIDGET_API, WIDGET, "w", namespace)
+    events = kube.watch(
+        WIDGET_API,
+        WIDGET,
+        namespace,
+        resource_version=created["metadata"]["resourceVersion"],
+        timeout=5,
+    )
+    event = next(iter(events))
+    assert event["type"] == "DELETED"
+    assert event["object"]["spec"]["replicas"] == 4
+    assert int(event["object"]["metadata"]["resourceVersion"]) > int(
+        created["metadata"]["resourceVersion"]
+    )
