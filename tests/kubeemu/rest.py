@@ -153,6 +153,8 @@ class RestServer:
         if path == "/apis":
             return _json(discovery.group_list(self.api.registry))
         if path.startswith("/openapi/"):
+            if path == "/openapi/v2" and "json" not in request.headers.get("Accept", "json"):
+                return web.Response(body=openapi.V2_PROTOBUF, content_type=openapi.V2_PROTOBUF_TYPE)
             document = openapi.document(self.api.registry, path)
             if document is None:
                 raise _NOT_FOUND_PATH
