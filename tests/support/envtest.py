@@ -160,6 +160,11 @@ class EnvtestControlPlane:
                     process.wait(STOP_TIMEOUT)
         self._processes.clear()
 
+    @property
+    def processes(self) -> tuple[subprocess.Popen[bytes], ...]:
+        """etcd and kube-apiserver while they run (empty once stopped)."""
+        return tuple(self._processes)
+
     def _log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
