@@ -201,9 +201,8 @@ def record_update(
     entries = parse_entries(managed)
     changed = changed_paths(old, new, shape, scope)
     present = field_set(new, shape, "all")
-    ancestors = {path[:i] for path in changed for i in range(1, len(path))}
-    ancestors = {p for p in ancestors if p in present and p != ("f:metadata",)}
-    claimed = changed | ancestors
+    # Containers that existed before stay with whoever created them, as on a real server.
+    claimed = changed
     key = (manager, "Update", subresource)
     updated: list[tuple[dict[str, Any], FieldSet]] = []
     found = False
