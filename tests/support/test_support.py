@@ -27,6 +27,7 @@ from tests.support.backends import (
     crd_manifests,
     describe_backend,
     is_established,
+    open_cluster,
     select_backend,
 )
 from tests.support.envtest import (
@@ -318,3 +319,20 @@ def test_etcd_starts_with_the_envtest_flags(tmp_path: Path) -> None:
         process.terminate()
         process.wait(15)
     assert (tmp_path / "data" / "member").is_dir()
+
+
+def test_the_kubeconfig_backend_uses_the_named_file_as_is(tmp_path: Path) -> None:
+    from tests.kubeemu import Emulator
+
+    emulator = Emulator(host="127.0.0.1", port=0)
+    url = emulator.start()
+    try:
+        kubeconfig = write_kubeconfig(tmp_path / "existing", url)
+        with open_cluster({"KILN_TEST_KUBECONFIG": str(kubeconfig)}, tmp_path / "run") as cluster:
+            assert (cluster.backend, cluster.kubeconfig) == (KUBECONFIG, kubeconfig)
+            assert cluster.description == f"kubeconfig ({kubeconfig})"
+            assert cluster.emulator is None
+            assert cluster.client.get("v1", "Namespace", "default")["metadata"]["name"] == "default"
+        assert not (tmp_path / "run").exists()
+    finally:
+        emulator.stop()
