@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import uuid
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -42,7 +42,7 @@ class Http:
         payload = None
         if body is not None:
             payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        connection = HTTPConnection(self.host, self.port, timeout=30)
         try:
             headers = {
                 "Content-Type": content_type,
@@ -58,7 +58,7 @@ class Http:
 
     def watch(self, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
         """Every event of a watch that ends by itself (give it `timeoutSeconds`)."""
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        connection = HTTPConnection(self.host, self.port, timeout=60)
         try:
             connection.request("GET", f"{path}?{urlencode({'watch': '1', **query})}")
             response = connection.getresponse()

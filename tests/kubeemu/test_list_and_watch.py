@@ -1,0 +1,184 @@
+"""List and watch over HTTP: shapes, pagination, selectors, resume, expiry, bookmarks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.kubeemu.conftest import REFERENCE, Http, load_yaml
+
+WIDGETS = "/apis/ref.example.dev/v1alpha1/namespaces/{ns}/widgets"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def widget_crd(http: Http) -> None:
+    crd = load_yaml(REFERENCE / "widget-crd.yaml")
+    status, _ = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    assert status == 201
+
+
+def make_config_maps(http: Http, namespace: str, labels: dict[str, dict[str, str]]) -> None:
+    for name, label_set in labels.items():
+        body = {"metadata": {"name": name, "labels": label_set}}
+        status, _ = http.post(f"/api/v1/namespaces/{namespace}/configmaps", body)
+        assert status == 201
+
+
+def names(listing: dict[str, Any]) -> list[str]:
+    return [item["metadata"]["name"] for item in listing["items"]]
+
+
+def test_custom_resource_list_has_the_recorded_shape(http: Http, namespace: str) -> None:
+    http.post(WIDGETS.format(ns=namespace), {"metadata": {"name": "a"}, "spec": {"model": "m"}})
+    status, listing = http.get(WIDGETS.format(ns=namespace))
+    recorded = json.loads((REFERENCE / "apiserver-answers.json").read_text())["list_shape"]
+    expected = recorded["code_and_response"][1]
+    assert status == 200
+    assert (listing["apiVersion"], listing["kind"]) == (expected["apiVersion"], expected["kind"])
+    assert sorted(listing["metadata"]) == sorted(expected["metadata"])
+    assert listing["metadata"]["continue"] == ""
+    assert sorted(listing["items"][0]["metadata"]) == expected["items[0].metadata keys"]
+
+
+def test_pages_follow_continue_tokens(http: Http, namespace: str) -> None:
+    make_config_maps(http, namespace, {f"c{i}": {} for i in range(5)})
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, first = http.get(path, limit="2")
+    assert names(first) == ["c0", "c1"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    _, second = http.get(path, limit="2", **{"continue": first["metadata"]["continue"]})
+    _, third = http.get(path, limit="2", **{"continue": second["metadata"]["continue"]})
+    assert names(second) + names(third) == ["c2", "c3", "c4"]
+    assert "continue" not in third["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("tier=web", ["a", "b"]),
+        ("tier==web", ["a", "b"]),
+        ("tier!=web", ["c", "d"]),
+        ("tier in (web,db)", ["a", "b", "c"]),
+        ("tier notin (web)", ["c", "d"]),
+        ("tier", ["a", "b", "c"]),
+        ("!tier", ["d"]),
+        ("tier=web,env=prod", ["a"]),
+    ],
+)
+def test_label_selectors(http: Http, namespace: str, selector: str, expected: list[str]) -> None:
+    make_config_maps(
+        http,
+        namespace,
+        {
+            "a": {"tier": "web", "env": "prod"},
+            "b": {"tier": "web"},
+            "c": {"tier": "db"},
+            "d": {},
+        },
+    )
+    _, listing = http.get(f"/api/v1/namespaces/{namespace}/configmaps", labelSelector=selector)
+    assert names(listing) == expected
+
+
+def test_field_selectors_on_name_and_pod_phase(http: Http, namespace: str) -> None:
+    for name in ("p1", "p2"):
+        pod = {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+        http.post(f"/api/v1/namespaces/{namespace}/pods", pod)
+    http.patch(
+        f"/api/v1/namespaces/{namespace}/pods/p2/status",
+        {"status": {"phase": "Running"}},
+        "application/merge-patch+json",
+    )
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    assert names(http.get(path, fieldSelector="status.phase=Running")[1]) == ["p2"]
+    assert names(http.get(path, fieldSelector="metadata.name=p1")[1]) == ["p1"]
+    status, answer = http.get(path, fieldSelector="spec.priority=1")
+    assert (status, answer["message"]) == (400, "field label not supported: spec.priority")
+
+
+def test_watch_resumes_after_a_resource_version(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, created = http.post(path, {"metadata": {"name": "w"}, "data": {"a": "1"}})
+    http.patch(f"{path}/w", {"data": {"a": "2"}}, "application/merge-patch+json")
+    http.delete(f"{path}/w")
+    events = http.watch(
+        path, {"resourceVersion": created["metadata"]["resourceVersion"], "timeoutSeconds": "1"}
+    )
+    assert [e["type"] for e in events] == ["MODIFIED", "DELETED"]
+    assert events[0]["object"]["data"] == {"a": "2"}
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(versions)
+
+
+def test_watch_without_a_version_starts_with_the_current_state(http: Http, namespace: str) -> None:
+    make_config_maps(http, namespace, {"x": {}, "y": {}})
+    events = http.watch(f"/api/v1/namespaces/{namespace}/configmaps", {"timeoutSeconds": "1"})
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "x"),
+        ("ADDED", "y"),
+    ]
+
+
+def test_watch_from_a_compacted_version_answers_an_expired_error_event(
+    http: Http, namespace: str
+) -> None:
+    events = http.watch(WIDGETS.format(ns=namespace), {"resourceVersion": "1"})
+    recorded = json.loads((REFERENCE / "apiserver-answers.json").read_text())["watch_too_old_rv"]
+    expected = recorded["code_and_response"][1]
+    [event] = events
+    assert event["type"] == expected["type"]
+    assert {k: v for k, v in event["object"].items() if k != "message"} == {
+        k: v for k, v in expected["object"].items() if k != "message"
+    }
+
+
+def test_bookmarks_arrive_when_asked_for(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, listing = http.get(path)
+    events = http.watch(
+        path,
+        {
+            "resourceVersion": listing["metadata"]["resourceVersion"],
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "1",
+        },
+    )
+    assert events
+    assert {e["type"] for e in events} == {"BOOKMARK"}
+    assert int(events[-1]["object"]["metadata"]["resourceVersion"]) >= int(
+        listing["metadata"]["resourceVersion"]
+    )
+
+
+def test_a_watched_object_leaving_the_selector_is_reported_deleted(
+    http: Http, namespace: str
+) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, created = http.post(path, {"metadata": {"name": "m", "labels": {"keep": "yes"}}})
+    http.patch(
+        f"{path}/m", {"metadata": {"labels": {"keep": "no"}}}, "application/merge-patch+json"
+    )
+    events = http.watch(
+        path,
+        {
+            "resourceVersion": created["metadata"]["resourceVersion"],
+            "labelSelector": "keep=yes",
+            "timeoutSeconds": "1",
+        },
+    )
+    assert [e["type"] for e in events] == ["DELETED"]
+    assert events[0]["object"]["metadata"]["labels"] == {"keep": "no"}
+
+
+def test_every_request_is_logged(http: Http, emulator: Any, namespace: str) -> None:
+    http.get(f"/api/v1/namespaces/{namespace}/configmaps", labelSelector="a=b")
+    method, path, query, agent, status = emulator.request_log[-1]
+    assert (method, path, query, status) == (
+        "GET",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        "labelSelector=a%3Db",
+        200,
+    )
+    assert agent == "kubeemu-test/1.0"
