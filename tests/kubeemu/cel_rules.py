@@ -20,6 +20,46 @@ from tests.kubeemu.errors import Cause
 from tests.kubeemu.schema import Schema, type_name
 
 _OLD_SELF = re.compile(r"\boldSelf\b")
+_RESERVED = frozenset(
+    {
+        "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
+        "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
+        "void", "while",
+    }
+)  # fmt: skip
+
+
+def escaped_name(name: str) -> str:
+    """A property name as CEL rules must spell it (`namespace` is `__namespace__`)."""
+    if name in _RESERVED:
+        return f"__{name}__"
+    return (
+        name.replace("__", "__underscores__")
+        .replace(".", "__dot__")
+        .replace("-", "__dash__")
+        .replace("/", "__slash__")
+    )
+
+
+def cel_value(value: Any, schema: Schema) -> Any:
+    """The value as rules see it: object properties under their escaped names."""
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        converted = {}
+        for name, item in value.items():
+            if name in properties and isinstance(properties[name], dict):
+                converted[escaped_name(name)] = cel_value(item, properties[name])
+            elif isinstance(additional, dict):
+                converted[name] = cel_value(item, additional)
+            else:
+                converted[name] = item
+        return converted
+    if isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            return [cel_value(item, items) for item in value]
+    return value
 
 
 def _is_sorted(values: Any) -> bool:
@@ -203,9 +243,9 @@ def _check(rule: dict[str, Any], new: Any, old: Any, schema: Schema, path: str) 
     uses_old = bool(_OLD_SELF.search(expression))
     if uses_old and old is ABSENT:
         return None
-    variables: dict[str, Any] = {"self": new}
+    variables: dict[str, Any] = {"self": cel_value(new, schema)}
     if uses_old:
-        variables["oldSelf"] = old
+        variables["oldSelf"] = cel_value(old, schema)
     field = path
     field_path = rule.get("fieldPath")
     if isinstance(field_path, str) and field_path:

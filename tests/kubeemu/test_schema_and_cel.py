@@ -285,3 +285,31 @@ def test_string_functions_inside_an_unbounded_loop_exceed_the_budget() -> None:
     names["maxItems"] = 16
     names["items"]["maxLength"] = 63
     assert cost_causes(node, "root") == []
+
+
+def test_rules_spell_reserved_and_punctuated_property_names_escaped() -> None:
+    refs = {
+        "type": "array",
+        "maxItems": 32,
+        "items": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.all(p1, self.exists_one(p2, p1.name == p2.name && "
+                "(has(p1.__namespace__) ? p1.__namespace__ : '') == "
+                "(has(p2.__namespace__) ? p2.__namespace__ : '')))",
+                "message": "parentRefs must be distinct",
+            }
+        ],
+    }
+    distinct = [{"name": "gw", "namespace": "a"}, {"name": "gw"}]
+    assert rule_failures(distinct, refs) == []
+    assert rule_failures([{"name": "gw"}, {"name": "gw"}], refs) == [
+        ("FieldValueInvalid", "spec", 'Invalid value: "array": parentRefs must be distinct')
+    ]
+    assert (
+        cel_rules.escaped_name("app.kubernetes.io/name")
+        == "app__dot__kubernetes__dot__io__slash__name"
+    )
