@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.conftest import config_map
-from tests.support.kube import ApiError, KubeClient
+from tests.support.kube import ApiError, KubeClient, Obj
 
 
 @pytest.fixture
@@ -83,3 +83,42 @@ def test_an_unsupported_field_selector_is_a_bad_request(kube: KubeClient, labell
         kube.list("v1", "ConfigMap", labelled, field_selector="data.x=1")
     assert caught.value.status == 400
     assert caught.value.reason == "BadRequest"
+
+
+def core_event(name: str, involved: Obj, reason: str, type_: str = "Normal") -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name},
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": involved["metadata"]["name"],
+            "namespace": involved["metadata"]["namespace"],
+            "uid": involved["metadata"]["uid"],
+        },
+        "reason": reason,
+        "message": f"{reason} happened",
+        "type": type_,
+        "source": {"component": "kiln-tests"},
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "count": 1,
+    }
+
+
+def test_events_are_found_by_the_object_they_are_about(kube: KubeClient, namespace: str) -> None:
+    first = kube.create(config_map("first"), namespace)
+    second = kube.create(config_map("second"), namespace)
+    kube.create(core_event("e1", first, "Started"), namespace)
+    kube.create(core_event("e2", first, "Failed", "Warning"), namespace)
+    kube.create(core_event("e3", second, "Started"), namespace)
+
+    def names(selector: str) -> list[str]:
+        items = kube.list("v1", "Event", namespace, field_selector=selector)["items"]
+        return sorted(i["metadata"]["name"] for i in items)
+
+    assert names("involvedObject.name=first") == ["e1", "e2"]
+    assert names(f"involvedObject.uid={second['metadata']['uid']}") == ["e3"]
+    assert names("involvedObject.kind=ConfigMap,type=Warning") == ["e2"]
+    assert names("reason=Started") == ["e1", "e3"]
