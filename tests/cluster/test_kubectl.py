@@ -8,6 +8,7 @@ the CRD schema), ``kubectl delete`` and ``kubectl wait`` (conditions and deletio
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
@@ -212,3 +213,55 @@ def test_wait_times_out_when_the_condition_never_comes(
     )
     assert result.returncode != 0
     assert "timed out" in result.stderr
+
+
+def test_describe_shows_the_object(kubectl: Kubectl, kube: KubeClient, namespace: str) -> None:
+    kube.apply_manifest([training_job("train")], namespace)
+    result = kubectl("describe", "-n", namespace, "trainingjob", "train")
+    assert re.search(r"^Name:\s+train$", result.stdout, re.MULTILINE)
+    assert re.search(r"^Kind:\s+TrainingJob$", result.stdout, re.MULTILINE)
+    assert "pvc://models/iris" in result.stdout
+
+
+def test_annotate_requests_a_run_as_users_do(
+    kubectl: Kubectl, kube: KubeClient, namespace: str
+) -> None:
+    kube.apply_manifest([training_job("train")], namespace)
+    kubectl("annotate", "-n", namespace, "trainingjob/train", "kiln.dev/run=first")
+    kubectl("annotate", "-n", namespace, "--overwrite", "trainingjob/train", "kiln.dev/run=second")
+    stored = kube.get(KILN_API, "TrainingJob", "train", namespace)
+    assert stored["metadata"]["annotations"]["kiln.dev/run"] == "second"
+    assert stored["metadata"]["generation"] == 1
+
+
+def test_patch_with_a_merge_patch(kubectl: Kubectl, kube: KubeClient, namespace: str) -> None:
+    kube.apply_manifest([training_job("train")], namespace)
+    kubectl(
+        "patch", "-n", namespace, "tj", "train", "--type=merge", "-p", '{"spec":{"suspend":true}}'
+    )
+    assert kube.get(KILN_API, "TrainingJob", "train", namespace)["spec"]["suspend"] is True
+
+
+def test_server_side_apply_and_diff(
+    kubectl: Kubectl, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    job = training_job("train")
+    manifest = write_manifests(tmp_path, job)
+    applied = kubectl("apply", "--server-side", "-n", namespace, "-f", str(manifest))
+    assert applied.stdout.strip() == "trainingjob.kiln.dev/train serverside-applied"
+    first = kube.get(KILN_API, "TrainingJob", "train", namespace)
+    kubectl("apply", "--server-side", "-n", namespace, "-f", str(manifest))
+    again = kube.get(KILN_API, "TrainingJob", "train", namespace)
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert (
+        kubectl(
+            "diff", "--server-side", "-n", namespace, "-f", str(manifest), check=False
+        ).returncode
+        == 0
+    )
+    job["spec"]["image"] = "python:3.12-slim"
+    changed = kubectl(
+        "diff", "-n", namespace, "-f", str(write_manifests(tmp_path, job)), check=False
+    )
+    assert changed.returncode == 1, changed.stderr
+    assert "+  image: python:3.12-slim" in changed.stdout
