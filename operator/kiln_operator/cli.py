@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,10 +112,14 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     # Imported here so that ``--help`` works without the operator extra installed.
+    from kiln_operator.accelerators import AcceleratorMapError
     from kiln_operator.runtime import run_operator
 
     try:
         asyncio.run(run_operator(options))
     except KeyboardInterrupt:
         return 130
+    except AcceleratorMapError as error:
+        print(f"kiln-operator: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -35,7 +35,6 @@ def build_registry(options: OperatorOptions | None = None) -> kopf.OperatorRegis
     registry = kopf.OperatorRegistry()
     kopf.on.login(registry=registry)(kopf.login_via_client)
     training = TrainingJobContext(
-        kube=None,  # type: ignore[arg-type]  # connected by the startup handler below
         accelerators=load_accelerator_map(options.accelerator_map),
         resync_seconds=options.resync_seconds,
         crash_point=crash_point_from_environment(),
@@ -43,14 +42,14 @@ def build_registry(options: OperatorOptions | None = None) -> kopf.OperatorRegis
 
     @kopf.on.startup(registry=registry)
     async def connect(**_: Any) -> None:
-        training.kube = await kube.Kube.connect()
+        training.client = await kube.Kube.connect()
 
     @kopf.on.cleanup(registry=registry)
     async def disconnect(**_: Any) -> None:
         if training.queue is not None:
             training.queue.close()
-        if training.kube is not None:
-            await training.kube.close()
+        if training.client is not None:
+            await training.client.close()
 
     trainingjob_handlers.register(registry, training)
     for plural in LOGGED_KINDS:
@@ -84,6 +83,7 @@ async def run_operator(options: OperatorOptions) -> None:
         "json": kopf.LogFormat.JSON,
     }[options.log_format]
     kopf.configure(verbose=options.verbose, log_format=log_format)
+    registry = build_registry(options)  # first: a broken configuration stops us here
     if options.metrics_port:
         prometheus_client.start_http_server(options.metrics_port)
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
@@ -92,7 +92,7 @@ async def run_operator(options: OperatorOptions) -> None:
         "all namespaces" if options.all_namespaces else ", ".join(options.namespaces),
     )
     await kopf.operator(
-        registry=build_registry(options),
+        registry=registry,
         settings=_settings(options),
         clusterwide=options.all_namespaces,
         namespaces=options.namespaces,

@@ -747,7 +747,7 @@ def test_start_run_starts_a_drift_run_that_the_operator_then_follows(
     async def request_drift_run() -> str | None:
         client = await Kube.connect(load_credentials(str(cluster.kubeconfig)))
         try:
-            ctx = TrainingJobContext(kube=client)
+            ctx = TrainingJobContext(client=client)
             return await start_run(ctx, namespace, "iris", "drift", "PSI 0.31 on petal_width")
         finally:
             await client.close()

@@ -72,14 +72,23 @@ ALLOCATION_ATTEMPTS: Final = 20
 
 @dataclass
 class TrainingJobContext:
-    """What reconciles of TrainingJobs share in one operator process."""
+    """What reconciles of TrainingJobs share in one operator process.
 
-    kube: kube.Kube
+    ``client`` is connected once kopf runs the event loop (its startup handler).
+    """
+
+    client: kube.Kube | None = None
     accelerators: AcceleratorMap = field(default_factory=AcceleratorMap)
     resync_seconds: float = 60.0
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     crash_point: str | None = None
     queue: WorkQueue | None = None
+
+    @property
+    def kube(self) -> kube.Kube:
+        if self.client is None:
+            raise RuntimeError("the TrainingJob reconciler's API client is not connected yet")
+        return self.client
 
 
 @dataclass(frozen=True)
