@@ -61,8 +61,9 @@ def precheck(url: str, body_path: str, header_length: int | None, batch: int) ->
     with open(body_path, "rb") as source:
         body = source.read()
     headers = {"Content-Type": "application/json"}
-    if header_length is not None:
+    if header_length is not None:  # as wrk sends it (v2_load.lua)
         headers["Inference-Header-Content-Length"] = str(header_length)
+        headers["Content-Type"] = "application/octet-stream"
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterator
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.server import models
 from tests.server.server_process import ServerProcess
 
 pytestmark = pytest.mark.server
@@ -259,3 +261,40 @@ def test_metrics_are_prometheus_text(tabular_server: ServerProcess) -> None:
     assert 'kiln_model_info{device="cpu",model="tabular",ready="true",version="3"} 1.0' in (
         reply.body.decode()
     )
+
+
+@pytest.fixture(scope="module")
+def fixed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    directory = str(tmp_path_factory.mktemp("fixed"))
+    models.fixed_batch(directory)
+    server = ServerProcess(directory, "fixed", "--threads", "1")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_fp16_with_a_fixed_batch_dimension_in_json_and_binary(fixed_server: ServerProcess) -> None:
+    metadata = fixed_server.get("/v2/models/fixed").json()
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP16", "shape": [1, 3]}]
+    reply = fixed_server.infer(
+        {"inputs": [{"name": "x", "datatype": "FP16", "shape": [1, 3], "data": [1.5, -2, 0.25]}]}
+    )
+    assert reply.status == 200, reply.body
+    assert reply.json()["outputs"][0] == {
+        "name": "y", "datatype": "FP16", "shape": [1, 3], "data": [-1.5, 2.0, -0.25]
+    }  # fmt: skip
+    x = np.array([[4.0, 8.0, -1.0]], dtype="<f2")
+    body, headers = binary_request(
+        [("x", "FP16", x)], [{"name": "y", "parameters": {"binary_data": True}}]
+    )
+    reply = fixed_server.request("POST", "/v2/models/fixed/infer", body, headers)
+    assert reply.status == 200, reply.body
+    _, blobs = split_binary_response(
+        reply.body, int(reply.headers["inference-header-content-length"])
+    )
+    assert np.frombuffer(blobs["y"], "<f2").tolist() == [-4.0, -8.0, 1.0]
+    two_rows = fixed_server.infer(
+        {"inputs": [{"name": "x", "datatype": "FP16", "shape": [2, 3], "data": [0.0] * 6}]}
+    )
+    assert two_rows.status == 400
+    assert "expected shape [1, 3], got [2, 3]" in two_rows.json()["error"]
