@@ -99,6 +99,11 @@ class Batcher:
             # call_soon, not a direct call: requests read in this loop iteration join the batch
             self._scheduled = True
             self._loop.call_soon(self._dispatch)
+        elif self._timer is not None and self._queued_rows_like_head() >= self._max_rows:
+            # the batch being waited for is full: start it now rather than at the deadline
+            self._timer.cancel()
+            self._timer = None
+            self._loop.call_soon(self._dispatch)
         return future
 
     def close(self) -> None:

@@ -207,3 +207,18 @@ async def test_under_load_a_queue_delay_waits_for_the_batch_to_fill(
     await asyncio.gather(first, second)
     batcher.close()
     assert [n for n, _ in tabular_model.calls] == [2, 2]
+
+
+async def test_a_batch_that_fills_up_does_not_wait_out_the_queue_delay(
+    tabular_model: CountingModel,
+) -> None:
+    batcher = make_batcher(tabular_model, max_queue_delay=5.0, max_batch_size=2)
+    await asyncio.gather(*(batcher.predict(rows(1, i), ("output",), 1) for i in range(2)))
+    start = time.perf_counter()
+    first = batcher.predict(rows(1, 2), ("output",), 1)
+    await asyncio.sleep(0.01)
+    await asyncio.gather(first, batcher.predict(rows(1, 3), ("output",), 1))
+    elapsed = time.perf_counter() - start
+    batcher.close()
+    assert [n for n, _ in tabular_model.calls] == [2, 2]
+    assert elapsed < 1.0
