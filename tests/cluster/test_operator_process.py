@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.cluster.conftest import inference_service, model_version, training_job
+from tests.support.backends import Cluster
 from tests.support.kube import KubeClient
 from tests.support.operator import OperatorProcess
 
@@ -66,3 +68,26 @@ def test_a_restarted_operator_finds_objects_created_while_it_was_down(
     operator.start()
     operator.wait_for_log(names(namespace, "while-down"), since=mark, timeout=60)
     assert operator.starts == 2
+
+
+def test_operator_watching_a_namespace_pattern_follows_namespaces_created_later(
+    cluster: Cluster,
+    kube: KubeClient,
+    make_namespace: Callable[[], str],
+    tmp_path: Path,
+    kiln_crds: list[str],
+) -> None:
+    """A glob makes kopf watch Namespaces too, and start watching each that matches."""
+    first = make_namespace()
+    pattern = first.rsplit("-", 1)[0] + "-*"  # matches this test's namespaces only
+    process = OperatorProcess(cluster.kubeconfig, pattern, tmp_path / "kiln-operator.log")
+    process.start()
+    try:
+        kube.apply_manifest([model_version("early")], first)
+        process.wait_for_log(names(first, "early"), timeout=60)
+        later = make_namespace()
+        kube.apply_manifest([model_version("late")], later)
+        process.wait_for_log(names(later, "late"), timeout=60)
+    finally:
+        process.stop()
+    process.assert_no_unhandled_exceptions()
