@@ -16,6 +16,7 @@ from tests.kubeemu import fieldsets, metadata, patch, strategic
 from tests.kubeemu.controllers import Controllers
 from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
 from tests.kubeemu.customresources import check_custom_resource
+from tests.kubeemu.defaults import apply_defaults
 from tests.kubeemu.errors import (
     ApiError,
     Cause,
@@ -142,6 +143,8 @@ class Api:
         if rt.status_subresource:
             obj.pop("status", None)
         self._initialise_builtin(rt, obj)
+        if not rt.is_custom:
+            apply_defaults(rt.storage_key, obj, None)
         if rt.storage_key == CRD_KEY:
             prepare_crd(obj, old=None)
         obj = self._validated(rt, obj, None, "", options.field_validation)
@@ -442,6 +445,8 @@ class Api:
             prepare_crd(new, old=old)
         if rt.storage_key == NAMESPACE_KEY:
             new.setdefault("spec", old.get("spec", {}))
+        if not rt.is_custom and subresource != "status":
+            apply_defaults(rt.storage_key, new, old)
         new = self._validated(rt, new, old, subresource, options.field_validation)
         if rt.has_generation and _spec_part(new) != _spec_part(old):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1

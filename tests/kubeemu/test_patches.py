@@ -90,15 +90,17 @@ def test_a_failed_json_patch_test_changes_nothing(api: Api) -> None:
 
 def test_merge_patch_replaces_lists_and_null_deletes(api: Api) -> None:
     deployments = served(api, "apps", "v1", "deployments")
-    api.create(deployments, "ns", deployment(), AS_TEST)
+    created = deployment()
+    created["spec"]["minReadySeconds"] = 5
+    api.create(deployments, "ns", created, AS_TEST)
     body = {
         "spec": {
-            "replicas": None,
+            "minReadySeconds": None,
             "template": {"spec": {"containers": [{"name": "only", "image": "x"}]}},
         }
     }
     result = patched(api, deployments, MERGE_PATCH, body)
-    assert "replicas" not in result["spec"]
+    assert "minReadySeconds" not in result["spec"]
     assert [c["name"] for c in containers_of(result)] == ["only"]
 
 

@@ -1,0 +1,98 @@
+"""Built-in kinds come back with the defaults a real API server fills in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.kubeemu.api import APPLY_PATCH, MERGE_PATCH, Api
+from tests.kubeemu.conftest import served
+from tests.kubeemu.options import WriteOptions
+
+AS_TEST = WriteOptions(manager="test")
+
+
+@pytest.fixture
+def api() -> Api:
+    api = Api()
+    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, AS_TEST)
+    return api
+
+
+def pod_template(image: str = "app:1") -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 80}]}]},
+    }
+
+
+def test_deployment_defaults(api: Api) -> None:
+    deployments = served(api, "apps", "v1", "deployments")
+    body = {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": pod_template("app")},
+    }
+    spec = api.create(deployments, "ns", body, AS_TEST)["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+    }
+    assert (spec["revisionHistoryLimit"], spec["progressDeadlineSeconds"]) == (10, 600)
+    pod = spec["template"]["spec"]
+    assert (pod["restartPolicy"], pod["dnsPolicy"], pod["schedulerName"]) == (
+        "Always",
+        "ClusterFirst",
+        "default-scheduler",
+    )
+    [container] = pod["containers"]
+    assert container["imagePullPolicy"] == "Always"
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+
+
+def test_job_gets_a_selector_and_labels_from_its_uid(api: Api) -> None:
+    jobs = served(api, "batch", "v1", "jobs")
+    template = pod_template()
+    template["spec"]["restartPolicy"] = "Never"
+    job = api.create(
+        jobs, "ns", {"metadata": {"name": "run"}, "spec": {"template": template}}, AS_TEST
+    )
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["batch.kubernetes.io/job-name"] == "run"
+    assert labels["controller-uid"] == uid
+    assert (job["spec"]["backoffLimit"], job["spec"]["completions"]) == (6, 1)
+
+
+def test_service_keeps_its_cluster_ip_across_updates(api: Api) -> None:
+    services = served(api, "", "v1", "services")
+    body = {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}], "selector": {"a": "b"}}}
+    created = api.create(services, "ns", body, AS_TEST)
+    cluster_ip = created["spec"]["clusterIP"]
+    assert created["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+    assert created["spec"]["type"] == "ClusterIP"
+    updated = api.update(services, "ns", "web", body, "", AS_TEST)
+    assert updated["spec"]["clusterIP"] == cluster_ip
+    headless = {"metadata": {"name": "workers"}, "spec": {"clusterIP": "None"}}
+    assert api.create(services, "ns", headless, AS_TEST)["spec"]["clusterIP"] == "None"
+
+
+def test_reapplying_a_config_that_omits_defaults_changes_nothing(api: Api) -> None:
+    deployments = served(api, "apps", "v1", "deployments")
+    config = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": pod_template()},
+    }
+    options = WriteOptions(manager="kiln")
+    first, _ = api.patch(deployments, "ns", "web", APPLY_PATCH, config, "", options)
+    again, _ = api.patch(deployments, "ns", "web", APPLY_PATCH, config, "", options)
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    scaled, _ = api.patch(
+        deployments, "ns", "web", MERGE_PATCH, {"spec": {"replicas": 3}}, "", AS_TEST
+    )
+    assert scaled["metadata"]["generation"] == 2
