@@ -102,4 +102,7 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Opera
         yield process
     finally:
         process.stop()
+        # Captured output: pytest shows it only when the test failed.
+        print(f"--- kiln-operator log ({process.log_path}), last lines:")
+        print("\n".join(process.logs().splitlines()[-80:]))
     process.assert_no_unhandled_exceptions()
