@@ -184,7 +184,13 @@ class Api:
         if meta is None:
             meta = obj["metadata"] = {}
         if not isinstance(meta, dict):
-            raise bad_request("metadata must be an object")
+            raise bad_request(
+                f"json: cannot unmarshal {type(meta).__name__} into Go struct field "
+                f"{rt.kind}.metadata of type v1.ObjectMeta"
+            )
+        problem = metadata.decode_problem(meta)
+        if problem is not None:
+            raise bad_request(problem)
         return obj
 
     def _check_namespace(self, rt: ResourceType, namespace: str, meta: Obj, name: str) -> None:
@@ -490,6 +496,7 @@ class Api:
         if old is None:
             causes.extend(metadata.name_causes(name, rt.storage_key))
         causes.extend(metadata.label_causes(meta.get("labels")))
+        causes.extend(metadata.owner_reference_causes(meta))
         if meta.get("annotations") is not None and not isinstance(meta["annotations"], dict):
             causes.append(
                 Cause(

@@ -129,3 +129,83 @@ def label_causes(labels: Any) -> list[Cause]:
                 )
             )
     return causes
+
+
+_META_TYPES: dict[str, tuple[type, str]] = {
+    "name": (str, "string"),
+    "generateName": (str, "string"),
+    "namespace": (str, "string"),
+    "uid": (str, "types.UID"),
+    "resourceVersion": (str, "string"),
+    "creationTimestamp": (str, "v1.Time"),
+    "deletionTimestamp": (str, "v1.Time"),
+    "labels": (dict, "map[string]string"),
+    "annotations": (dict, "map[string]string"),
+    "finalizers": (list, "[]string"),
+    "ownerReferences": (list, "[]v1.OwnerReference"),
+    "managedFields": (list, "[]v1.ManagedFieldsEntry"),
+}
+_GO_KIND = {bool: "bool", int: "number", float: "number", str: "string", list: "array"}
+
+
+def _go_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "object"
+    return _GO_KIND.get(type(value), "value")
+
+
+def _decode_error(field: str, value: Any, go_type: str) -> str:
+    return (
+        f"json: cannot unmarshal {_go_kind(value)} into Go struct field ObjectMeta.metadata."
+        f"{field} of type {go_type}"
+    )
+
+
+def decode_problem(meta: dict[str, Any]) -> str | None:
+    """Why ObjectMeta would not decode (the API server answers 400), or None."""
+    for field, (python_type, go_type) in _META_TYPES.items():
+        value = meta.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, python_type):
+            return _decode_error(field, value, go_type)
+        if field in ("labels", "annotations") and not all(
+            isinstance(v, str) for v in value.values()
+        ):
+            bad = next(v for v in value.values() if not isinstance(v, str))
+            return _decode_error(field, bad, "string")
+        if field == "finalizers" and not all(isinstance(v, str) for v in value):
+            bad = next(v for v in value if not isinstance(v, str))
+            return _decode_error(field, bad, "string")
+        if field in ("ownerReferences", "managedFields") and not all(
+            isinstance(v, dict) for v in value
+        ):
+            bad = next(v for v in value if not isinstance(v, dict))
+            return _decode_error(field, bad, go_type[2:])
+    generation = meta.get("generation")
+    if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
+        return _decode_error("generation", generation, "int64")
+    return None
+
+
+def owner_reference_causes(meta: dict[str, Any]) -> list[Cause]:
+    causes = []
+    for ref in meta.get("ownerReferences") or []:
+        for key, message in (
+            ("apiVersion", "version must not be empty"),
+            ("kind", "kind must not be empty"),
+            ("name", "name must not be empty"),
+            ("uid", "uid must not be empty"),
+        ):
+            value = ref.get(key)
+            if not isinstance(value, str) or not value:
+                causes.append(
+                    Cause(
+                        "FieldValueInvalid",
+                        f'Invalid value: "": {message}',
+                        f"metadata.ownerReferences.{key}",
+                    )
+                )
+    return causes
