@@ -58,7 +58,7 @@ def _image_of(pod: Obj, name: str) -> str:
 
 
 def is_indexed(job: Obj) -> bool:
-    return job.get("spec", {}).get("completionMode") == "Indexed"
+    return bool(job.get("spec", {}).get("completionMode") == "Indexed")
 
 
 def job_pod(job: Obj, index: int | None = None) -> Obj:

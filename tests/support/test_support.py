@@ -166,6 +166,7 @@ def test_kubeconfig_is_usable_by_kubectl_config(tmp_path: Path) -> None:
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(path), client_configuration=configuration)
     assert configuration.host == "https://127.0.0.1:6443"
+    assert configuration.ssl_ca_cert is not None
     assert Path(configuration.ssl_ca_cert).read_bytes() == pki.ca.cert.read_bytes()
 
 
