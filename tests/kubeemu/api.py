@@ -289,6 +289,10 @@ class Api:
         """Returns the object and whether it was created (server-side apply may create)."""
         if content_type in (APPLY_PATCH, APPLY_PATCH_CBOR):
             return self._apply(rt, namespace, name, body, subresource, options)
+        if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH) or (
+            content_type == STRATEGIC_PATCH and rt.is_custom
+        ):
+            raise _unsupported_patch(rt)
         old = self._current(rt, namespace, name)
         if content_type == MERGE_PATCH:
             if not isinstance(body, dict):

@@ -364,7 +364,7 @@ class RestServer:
         start = _decode_continue(query.get("continue", ""))
         if start is not None:
             items = [o for o in items if _sort_key(o) > start]
-        limit = int(query.get("limit") or 0)
+        limit = _integer_parameter(query, "limit")
         if limit > 0 and len(items) > limit:
             remaining = len(items) - limit
             items = items[:limit]
@@ -435,8 +435,8 @@ class RestServer:
         initial_events = query.get("sendInitialEvents") in ("true", "1", "True")
         since = None if rv in ("", "0") or initial_events else _parse_rv(rv)
         as_table = table.wants_table(request.headers.get("Accept", ""))
-        timeout = query.get("timeoutSeconds")
-        deadline = time.monotonic() + float(timeout) if timeout else None
+        timeout = _integer_parameter(query, "timeoutSeconds")
+        deadline = time.monotonic() + timeout if timeout > 0 else None
 
         response = web.StreamResponse(status=200)
         response.content_type = "application/json"
@@ -589,6 +589,16 @@ def _scale_of(obj: Obj) -> Obj:
 
 def _method_not_allowed() -> ApiError:
     return ApiError(405, "the server does not allow this method on the requested resource")
+
+
+def _integer_parameter(query: Any, name: str) -> int:
+    raw = query.get(name) or "0"
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(
+            f'{name}: Invalid value: "{raw}": strconv.ParseInt: parsing "{raw}": invalid syntax'
+        ) from None
 
 
 def _parse_rv(rv: str) -> int:

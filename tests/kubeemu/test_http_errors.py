@@ -1,0 +1,80 @@
+"""Error answers at the HTTP edge: each one a `kind: Status` with the API server's code."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kubeemu.conftest import Http
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "code", "reason"),
+    [
+        ("GET", "/apis/example.com/v1/things", None, "application/json", 404, "NotFound"),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/configmaps",
+            {},
+            "application/json",
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "{bad",
+            "application/json",
+            400,
+            "BadRequest",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/absent",
+            {},
+            "text/plain",
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            {"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+            "application/json",
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            {"metadata": {"name": "x", "labels": 5}},
+            "application/json",
+            400,
+            "BadRequest",
+        ),
+    ],
+)
+def test_errors_are_statuses_with_the_right_code(
+    http: Http, method: str, path: str, body: object, content_type: str, code: int, reason: str
+) -> None:
+    status, answer = http.request(method, path, body, content_type=content_type)
+    assert (status, answer["kind"], answer["code"], answer["reason"]) == (
+        code,
+        "Status",
+        code,
+        reason,
+    )
+
+
+def test_query_parameters_that_are_not_integers_are_bad_requests(http: Http) -> None:
+    status, answer = http.get("/api/v1/namespaces/default/configmaps", limit="many")
+    assert (status, answer["reason"]) == (400, "BadRequest")
+
+
+def test_mismatched_name_in_an_update_is_a_bad_request(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    http.post(path, {"metadata": {"name": "a"}})
+    status, answer = http.put(f"{path}/a", {"metadata": {"name": "b"}})
+    assert (status, answer["message"]) == (
+        400,
+        "the name of the object (b) does not match the name on the URL (a)",
+    )
