@@ -197,3 +197,44 @@ def test_an_available_deployment_reports_its_replicas(kube: KubeClient, namespac
         "Available": "True",
         "Progressing": "True",
     }
+
+
+def test_deployment_pods_come_from_a_replica_set_with_the_template_labels(
+    kube: KubeClient, namespace: str
+) -> None:
+    labels = {"app": "serve", "kiln.dev/track": "stable"}
+    deployment = kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "serve"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "server", "image": "kiln/server:1"}]},
+                },
+            },
+        },
+        namespace,
+    )
+    pods = kubelet.create_deployment_pods(kube, deployment)
+    assert len(pods) == 2
+    (replica_set,) = kube.list("apps/v1", "ReplicaSet", namespace)["items"]
+    (rs_owner,) = replica_set["metadata"]["ownerReferences"]
+    assert (rs_owner["kind"], rs_owner["uid"]) == ("Deployment", deployment["metadata"]["uid"])
+    template_hash = replica_set["metadata"]["labels"]["pod-template-hash"]
+    assert replica_set["metadata"]["name"] == f"serve-{template_hash}"
+    selected = kube.list("v1", "Pod", namespace, label_selector="app=serve,kiln.dev/track=stable")
+    assert sorted(p["metadata"]["name"] for p in selected["items"]) == sorted(
+        p["metadata"]["name"] for p in pods
+    )
+    for pod in pods:
+        assert pod["metadata"]["labels"]["pod-template-hash"] == template_hash
+        (owner,) = pod["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == ("ReplicaSet", replica_set["metadata"]["name"])
+    local = kubelet.set_pod_running(kube, pods[0], pod_ip="127.0.0.1")
+    assert local["status"]["podIP"] == "127.0.0.1"
+    more = kubelet.create_deployment_pods(kube, deployment, count=1)
+    assert more[0]["metadata"]["ownerReferences"][0]["uid"] == replica_set["metadata"]["uid"]

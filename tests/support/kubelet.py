@@ -5,13 +5,16 @@ on a real cluster a test must decide exactly when a pod starts or fails. So a te
 the world move the way those components would, through the same API calls they make:
 pods created from a Job's template with the Job controller's labels and owner reference,
 and every status written through the ``/status`` subresource. The ``*_status`` functions
-are pure (they only build the status document); the ``set_*`` functions write it.
+are pure (they only build the status document); the ``set_*`` functions write it. The
+Deployment and ReplicaSet controllers' part (a ReplicaSet and its pods) is here too, for
+tests that need pods behind a Deployment: Services select them and scrapers reach them.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 from typing import Any
 
 from tests.support.kube import ApiError, KubeClient, Obj
@@ -389,7 +392,7 @@ def deployment_status(deployment: Obj, ready: int | None = None) -> Obj:
     replicas = int(deployment.get("spec", {}).get("replicas", 1))
     available = replicas if ready is None else ready
     name = deployment["metadata"]["name"]
-    template_hash = _fake_digest(str(deployment.get("spec", {}).get("template")))[:10]
+    template_hash = pod_template_hash(deployment.get("spec", {}).get("template", {}))
     is_available = available >= replicas
     status: Obj = {
         "observedGeneration": deployment["metadata"].get("generation", 1),
@@ -433,6 +436,73 @@ def set_deployment_available(client: KubeClient, deployment: Obj, ready: int | N
     meta = deployment["metadata"]
     current = client.get("apps/v1", "Deployment", meta["name"], meta["namespace"])
     return _write_status(client, current, deployment_status(current, ready))
+
+
+def pod_template_hash(template: Obj) -> str:
+    """A stable 10-character hash of a pod template, in the alphabet the controller uses."""
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    return "".join(alphabet[byte % len(alphabet)] for byte in digest[:10])
+
+
+def deployment_replica_set(deployment: Obj) -> Obj:
+    """The ReplicaSet the Deployment controller creates for the current template."""
+    spec = deployment["spec"]
+    template = _deep_copy(spec["template"])
+    template_hash = pod_template_hash(spec["template"])
+    labels = {**template.get("metadata", {}).get("labels", {}), "pod-template-hash": template_hash}
+    template.setdefault("metadata", {})["labels"] = labels
+    selector = _deep_copy(spec["selector"])
+    selector.setdefault("matchLabels", {})["pod-template-hash"] = template_hash
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{deployment['metadata']['name']}-{template_hash}",
+            "namespace": deployment["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": [_owner_reference(deployment)],
+        },
+        "spec": {
+            "replicas": int(spec.get("replicas", 1)),
+            "selector": selector,
+            "template": template,
+        },
+    }
+
+
+def replica_set_pod(replica_set: Obj) -> Obj:
+    """A Pod as the ReplicaSet controller creates it: template labels, owned by the set."""
+    template = replica_set["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": f"{replica_set['metadata']['name']}-",
+            "namespace": replica_set["metadata"]["namespace"],
+            "labels": dict(template["metadata"]["labels"]),
+            "annotations": dict(template["metadata"].get("annotations", {})),
+            "ownerReferences": [_owner_reference(replica_set)],
+        },
+        "spec": _deep_copy(template["spec"]),
+    }
+
+
+def create_deployment_pods(
+    client: KubeClient, deployment: Obj, count: int | None = None
+) -> list[Obj]:
+    """Create the Deployment's ReplicaSet (if missing) and ``count`` (default: ``replicas``)
+    pods of it, as the Deployment and ReplicaSet controllers would. The pods carry the
+    template's labels, so the Deployment's Services select them; set them running with
+    ``set_pod_running(..., pod_ip="127.0.0.1")`` to point scrapers at a local server."""
+    meta = deployment["metadata"]
+    current = client.get("apps/v1", "Deployment", meta["name"], meta["namespace"])
+    wanted = deployment_replica_set(current)
+    replica_set = client.get_or_none(
+        "apps/v1", "ReplicaSet", wanted["metadata"]["name"], meta["namespace"]
+    ) or client.create(wanted)
+    total = wanted["spec"]["replicas"] if count is None else count
+    return [client.create(replica_set_pod(replica_set)) for _ in range(total)]
 
 
 # -- plumbing ------------------------------------------------------------------------------
