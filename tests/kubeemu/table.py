@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,11 +104,93 @@ def _columns(rt: ResourceType) -> tuple[PrinterColumn, ...]:
     return rt.printer_columns if rt.printer_columns else (_AGE,)
 
 
+# Built-in kinds print computed columns (kubectl's familiar READY "1/2" and the like).
+Computed = tuple[str, str, Callable[[dict[str, Any]], Any]]
+
+
+def _pod_ready(pod: dict[str, Any]) -> str:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    total = len((pod.get("spec") or {}).get("containers") or [])
+    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
+
+
+def _pod_status(pod: dict[str, Any]) -> str:
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        reason = (state.get("waiting") or state.get("terminated") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return str(status.get("reason") or status.get("phase") or "Unknown")
+
+
+def _restarts(pod: dict[str, Any]) -> int:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return sum(int(s.get("restartCount") or 0) for s in statuses)
+
+
+def _replicas(obj: dict[str, Any], field: str) -> int:
+    return int((obj.get("status") or {}).get(field) or 0)
+
+
+def _job_status(job: dict[str, Any]) -> str:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return str(condition["type"])
+    return "Running"
+
+
+def _ports(service: dict[str, Any]) -> str:
+    ports = (service.get("spec") or {}).get("ports") or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+BUILTIN_COLUMNS: dict[tuple[str, str], tuple[Computed, ...]] = {
+    ("", "pods"): (
+        ("Ready", "string", _pod_ready),
+        ("Status", "string", _pod_status),
+        ("Restarts", "integer", _restarts),
+    ),
+    ("apps", "deployments"): (
+        (
+            "Ready",
+            "string",
+            lambda d: f"{_replicas(d, 'readyReplicas')}/{(d.get('spec') or {}).get('replicas', 1)}",
+        ),
+        ("Up-to-date", "integer", lambda d: _replicas(d, "updatedReplicas")),
+        ("Available", "integer", lambda d: _replicas(d, "availableReplicas")),
+    ),
+    ("batch", "jobs"): (
+        ("Status", "string", _job_status),
+        (
+            "Completions",
+            "string",
+            lambda j: f"{_replicas(j, 'succeeded')}/{(j.get('spec') or {}).get('completions', 1)}",
+        ),
+    ),
+    ("", "services"): (
+        ("Type", "string", lambda s: (s.get("spec") or {}).get("type", "ClusterIP")),
+        ("Cluster-IP", "string", lambda s: (s.get("spec") or {}).get("clusterIP", "<none>")),
+        ("Port(s)", "string", _ports),
+    ),
+    ("", "namespaces"): (("Status", "string", lambda n: (n.get("status") or {}).get("phase")),),
+    ("", "configmaps"): (("Data", "integer", lambda c: len(c.get("data") or {})),),
+}
+
+
 def render(
     rt: ResourceType, items: list[dict[str, Any]], list_meta: dict[str, Any], include: str
 ) -> dict[str, Any]:
     columns = _columns(rt)
-    definitions = [_NAME_COLUMN] + [
+    computed = () if rt.is_custom else BUILTIN_COLUMNS.get(rt.storage_key, ())
+    definitions = [_NAME_COLUMN]
+    definitions += [
+        {"name": name, "type": kind, "format": "", "description": name, "priority": 0}
+        for name, kind, _ in computed
+    ]
+    definitions += [
         {
             "name": c.name,
             "type": "string" if c.type == "date" else c.type,
@@ -119,9 +202,8 @@ def render(
     ]
     rows = []
     for obj in items:
-        row: dict[str, Any] = {
-            "cells": [obj["metadata"]["name"]] + [_cell(c, obj) for c in columns]
-        }
+        cells = [obj["metadata"]["name"]] + [value(obj) for _, _, value in computed]
+        row: dict[str, Any] = {"cells": cells + [_cell(c, obj) for c in columns]}
         if include == "Object":
             row["object"] = obj
         elif include != "None":

@@ -129,3 +129,24 @@ def test_kiln_crds_register_and_the_examples_validate() -> None:
         assert rt is not None, f"{doc['kind']} is not served after installing crds/"
         created = api.create(rt, "default", doc, options)
         assert created["metadata"]["generation"] == 1
+
+
+def test_built_in_tables_print_computed_columns(http: Http, namespace: str) -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]},
+    }
+    http.post(f"/api/v1/namespaces/{namespace}/pods", pod)
+    statuses = [
+        {"name": "a", "ready": True, "restartCount": 2, "state": {"running": {}}},
+        {"name": "b", "ready": False, "restartCount": 1, "state": {"waiting": {"reason": "Boom"}}},
+    ]
+    http.patch(
+        f"/api/v1/namespaces/{namespace}/pods/p/status",
+        {"status": {"phase": "Running", "containerStatuses": statuses}},
+        "application/merge-patch+json",
+    )
+    _, table = http.request("GET", f"/api/v1/namespaces/{namespace}/pods", accept=TABLE)
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    assert columns == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert table["rows"][0]["cells"][:4] == ["p", "1/2", "Boom", 3]
