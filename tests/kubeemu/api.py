@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from tests.kubeemu import apply as server_side_apply
-from tests.kubeemu import fieldsets, metadata, patch, strategic
+from tests.kubeemu import events, fieldsets, metadata, patch, strategic
 from tests.kubeemu.controllers import Controllers
 from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
 from tests.kubeemu.customresources import check_custom_resource
@@ -93,10 +93,18 @@ class Api:
         return self.served(rt, obj)
 
     def served(self, rt: ResourceType, obj: Obj) -> Obj:
-        """The stored object as this version serves it (conversion strategy None)."""
+        """The stored object as this group and version serve it."""
         if obj.get("apiVersion") == rt.api_version:
             return obj
+        if rt.api_version == events.EVENTS_API:
+            return events.to_events_api(obj)
         return {**obj, "apiVersion": rt.api_version}
+
+    def _stored_form(self, rt: ResourceType, obj: Obj) -> Obj:
+        """A checked body in the form its storage keeps (the inverse of `served`)."""
+        if rt.api_version == events.EVENTS_API:
+            return events.to_core(obj)
+        return obj
 
     def items(self, rt: ResourceType, namespace: str | None) -> list[Obj]:
         return [self.served(rt, o) for o in self.store.items(rt.storage_key, namespace)]
@@ -104,7 +112,7 @@ class Api:
     # ---- create ------------------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str, body: Any, options: WriteOptions) -> Obj:
-        obj = self._checked_body(rt, body)
+        obj = self._stored_form(rt, self._checked_body(rt, body))
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
             raise bad_request("resourceVersion should not be set on objects to be created")
@@ -155,7 +163,7 @@ class Api:
         )
         obj = _ordered(obj)
         if options.dry_run:
-            return obj
+            return self.served(rt, obj)
         stored = self.store.write(rt.storage_key, obj, None)
         self._after_write(rt, stored, None)
         return self.served(rt, stored)
@@ -274,7 +282,7 @@ class Api:
                 )
         elif rv != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, rt.group, name)
-        return self._write_update(rt, old, obj, subresource, options)
+        return self._write_update(rt, old, self._stored_form(rt, obj), subresource, options)
 
     def patch(
         self,
@@ -294,18 +302,19 @@ class Api:
         ):
             raise _unsupported_patch(rt)
         old = self._current(rt, namespace, name)
+        view = self.served(rt, old)
         if content_type == MERGE_PATCH:
             if not isinstance(body, dict):
                 raise bad_request("json: cannot unmarshal into Go value of type map")
-            patched = patch.merge_patch(old, body)
+            patched = patch.merge_patch(view, body)
         elif content_type == JSON_PATCH:
-            patched = patch.json_patch(old, body)
+            patched = patch.json_patch(view, body)
         elif content_type == STRATEGIC_PATCH:
             if rt.is_custom:
                 raise _unsupported_patch(rt)
             if not isinstance(body, dict):
                 raise bad_request("json: cannot unmarshal into Go value of type map")
-            patched = strategic.strategic_merge(old, body, self.shape_of(rt))
+            patched = strategic.strategic_merge(view, body, self.shape_of(rt))
         else:
             raise _unsupported_patch(rt)
         if not isinstance(patched, dict):
@@ -321,7 +330,7 @@ class Api:
                     f"the name of the object ({patched_meta.get('name')}) does not match the "
                     f"name on the URL ({name})"
                 )
-        obj = self._checked_body(rt, patched)
+        obj = self._stored_form(rt, self._checked_body(rt, patched))
         return self._write_update(rt, old, obj, subresource, options), False
 
     def _apply(
@@ -357,6 +366,7 @@ class Api:
             )
             merged["metadata"]["managedFields"] = []
             created = self.create(rt, namespace, merged, WriteOptions(dry_run=True))
+            created = self._stored_form(rt, created)
             created["metadata"]["managedFields"] = managed
             created = _ordered(created)
             if options.dry_run:
@@ -368,10 +378,16 @@ class Api:
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, rt.group, name)
         merged, managed = server_side_apply.apply(
-            old, config, options.manager, options.force, self.shape_of(rt), scope, rt
+            self.served(rt, old),
+            config,
+            options.manager,
+            options.force,
+            self.shape_of(rt),
+            scope,
+            rt,
         )
         merged["metadata"]["managedFields"] = managed
-        obj = self._checked_body(rt, merged)
+        obj = self._stored_form(rt, self._checked_body(rt, merged))
         return self._write_update(rt, old, obj, subresource, options, applied=True), False
 
     def _check_uid_precondition(self, rt: ResourceType, old: Obj, meta: Obj) -> None:
@@ -477,7 +493,7 @@ class Api:
         if _strip_managed(new) == _strip_managed(old) and _managed_sets(new) == _managed_sets(old):
             return self.served(rt, old)
         if options.dry_run:
-            return new
+            return self.served(rt, new)
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             final = self.store.remove(rt.storage_key, new)
             self._after_removal(rt, final)

@@ -45,6 +45,8 @@ class ResourceType:
     crd_name: str = ""
     list_kind: str = ""
     extra_subresources: tuple[str, ...] = ()
+    # Set when another group's resource holds the objects (events.k8s.io views core events).
+    stored_as: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.singular:
@@ -59,7 +61,7 @@ class ResourceType:
     @property
     def storage_key(self) -> tuple[str, str]:
         """Objects are stored once per group+resource, whatever version serves them."""
-        return (self.group, self.plural)
+        return self.stored_as or (self.group, self.plural)
 
     @property
     def is_custom(self) -> bool:
@@ -212,7 +214,15 @@ def builtin_types() -> list[ResourceType]:
             status_subresource=True,
         ),
         _gv("coordination.k8s.io", "v1", "leases", "Lease", has_generation=False),
-        _gv("events.k8s.io", "v1", "events", "Event", short_names=("ev",), has_generation=False),
+        _gv(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            short_names=("ev",),
+            has_generation=False,
+            stored_as=("", "events"),
+        ),
         _gv("rbac.authorization.k8s.io", "v1", "roles", "Role", has_generation=False),
         _gv("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", has_generation=False),
         _gv(

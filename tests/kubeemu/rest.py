@@ -61,6 +61,20 @@ _FIELD_SELECTABLE: dict[tuple[str, str], frozenset[str]] = {
             "type",
         }
     ),
+    ("events.k8s.io", "events"): frozenset(
+        {
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        }
+    ),
     ("", "secrets"): frozenset({"type"}),
     ("", "namespaces"): frozenset({"status.phase"}),
     ("batch", "jobs"): frozenset({"status.successful"}),
@@ -345,7 +359,8 @@ class RestServer:
         if query.get("labelSelector"):
             predicates.append(label_selector(query["labelSelector"]))
         if query.get("fieldSelector"):
-            supported = _ALWAYS_SELECTABLE | _FIELD_SELECTABLE.get(rt.storage_key, frozenset())
+            selectable = _FIELD_SELECTABLE.get((rt.group, rt.plural), frozenset())
+            supported = _ALWAYS_SELECTABLE | selectable
             predicates.append(field_selector(query["fieldSelector"], supported))
         return combine(predicates)
 
@@ -430,6 +445,8 @@ class RestServer:
         rt = target.rt
         query = request.query
         accepts = _scoped(self._filter(request, rt), target.namespace, target.name)
+        if rt.stored_as is not None:
+            accepts = _on_served_view(self.api, rt, accepts)
         rv = query.get("resourceVersion", "")
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1", "True")
         initial_events = query.get("sendInitialEvents") in ("true", "1", "True")
@@ -551,6 +568,15 @@ class RestServer:
             rt, namespace, name, {**current, "spec": spec}, "", self._write_options(request)
         )
         return _json(_scale_of(updated))
+
+
+def _on_served_view(api: Api, rt: ResourceType, selected: Predicate) -> Predicate:
+    """Selectors name the fields of the served view, not those of the stored form."""
+
+    def accepts(obj: Obj) -> bool:
+        return selected(api.served(rt, obj))
+
+    return accepts
 
 
 def _scoped(selected: Predicate, namespace: str | None, name: str | None) -> Predicate:

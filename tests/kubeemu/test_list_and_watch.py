@@ -182,3 +182,40 @@ def test_every_request_is_logged(http: Http, emulator: Any, namespace: str) -> N
         200,
     )
     assert agent == "kubeemu-test/1.0"
+
+
+def test_events_are_one_resource_served_by_two_groups(http: Http, namespace: str) -> None:
+    core = {
+        "metadata": {"name": "e1"},
+        "involvedObject": {"kind": "Widget", "name": "w", "namespace": namespace},
+        "reason": "Started",
+        "message": "run started",
+        "type": "Normal",
+    }
+    http.post(f"/api/v1/namespaces/{namespace}/events", core)
+    modern = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "e2"},
+        "regarding": {"kind": "Widget", "name": "other", "namespace": namespace},
+        "reason": "Failed",
+        "note": "run failed",
+        "type": "Warning",
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "kiln.dev/operator",
+        "reportingInstance": "kiln-0",
+        "action": "Run",
+    }
+    status, _ = http.post(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", modern)
+    assert status == 201
+    _, seen_new = http.get(
+        f"/apis/events.k8s.io/v1/namespaces/{namespace}/events", fieldSelector="regarding.name=w"
+    )
+    assert [(e["note"], e["regarding"]["name"]) for e in seen_new["items"]] == [
+        ("run started", "w")
+    ]
+    _, seen_core = http.get(
+        f"/api/v1/namespaces/{namespace}/events", fieldSelector="involvedObject.name=other"
+    )
+    [event] = seen_core["items"]
+    assert (event["message"], event["reportingComponent"]) == ("run failed", "kiln.dev/operator")
