@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.backends import Cluster, install_crds
+from tests.support.backends import KUBECONFIG, Cluster, install_crds
 from tests.support.kube import ApiError, Obj, load_manifests
 
 REFERENCE = Path(__file__).parent / "reference"
@@ -105,3 +105,30 @@ def kiln_crds(cluster: Cluster) -> list[str]:
     if not kiln:
         pytest.fail("crds/ holds no kiln.dev CRDs: run `make crds`")
     return kiln
+
+
+def unscheduled_pod(name: str) -> Obj:
+    """A Pod that no scheduler places and so no kubelet runs, on any backend.
+
+    The scheduling gate keeps a real cluster's kubelet from overwriting the status a test
+    writes; the emulator and envtest run no kubelet anyway.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "schedulingGates": [{"name": "kiln.dev/test-holds-this-pod"}],
+            "containers": [{"name": "c", "image": "busybox:1"}],
+        },
+    }
+
+
+@pytest.fixture
+def stand_in_controllers(cluster: Cluster) -> None:
+    """Tests where the test plays the kubelet and the Job/Deployment controllers."""
+    if cluster.backend == KUBECONFIG:
+        pytest.skip(
+            "an existing cluster runs its own kubelet and Job/Deployment controllers, which "
+            "would race the stand-ins; they are meant for the emulator and envtest"
+        )

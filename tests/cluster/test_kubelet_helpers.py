@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support import kubelet
 from tests.support.kube import KubeClient, Obj
+
+pytestmark = pytest.mark.usefixtures("stand_in_controllers")
 
 
 def indexed_job(name: str, workers: int) -> Obj:

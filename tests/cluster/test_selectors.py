@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.conftest import config_map
+from tests.cluster.conftest import config_map, unscheduled_pod
 from tests.support.kube import ApiError, KubeClient, Obj
 
 
@@ -60,15 +60,7 @@ def test_field_selector_on_namespace_across_namespaces(kube: KubeClient, labelle
 
 def test_field_selector_on_pod_phase(kube: KubeClient, namespace: str) -> None:
     for name in ("a", "b"):
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": name},
-                "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
-            },
-            namespace,
-        )
+        kube.create(unscheduled_pod(name), namespace)
     running = kube.get("v1", "Pod", "a", namespace)
     running["status"] = {**running.get("status", {}), "phase": "Running"}
     kube.replace(running, subresource="status")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.conftest import WIDGET, WIDGET_API, widget
+from tests.cluster.conftest import WIDGET, WIDGET_API, unscheduled_pod, widget
 from tests.support.kube import KubeClient
 
 pytestmark = pytest.mark.usefixtures("widget_crd")
@@ -67,15 +67,7 @@ def test_status_writes_are_visible_on_the_main_resource(kube: KubeClient, namesp
 def test_built_in_pod_status_is_written_through_its_subresource(
     kube: KubeClient, namespace: str
 ) -> None:
-    pod = kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "p"},
-            "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
-        },
-        namespace,
-    )
+    pod = kube.create(unscheduled_pod("p"), namespace)
     pod["status"] = {**pod.get("status", {}), "phase": "Running", "podIP": "10.244.0.7"}
     ignored = kube.replace(pod)
     assert ignored.get("status", {}).get("phase") != "Running"
