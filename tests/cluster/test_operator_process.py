@@ -11,6 +11,7 @@ they hold whatever each reconciler does with the object.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,3 +92,16 @@ def test_operator_watching_a_namespace_pattern_follows_namespaces_created_later(
     finally:
         process.stop()
     process.assert_no_unhandled_exceptions()
+
+
+def test_operator_serves_its_metrics_on_the_given_port(
+    operator: OperatorProcess, kube: KubeClient, namespace: str, kiln_crds: list[str]
+) -> None:
+    kube.apply_manifest([training_job("train")], namespace)
+    operator.wait_for_log(names(namespace, "train"), timeout=60)
+    assert "# TYPE kiln_operator_api_requests_total counter" in operator.metrics()
+    # Reconciling the TrainingJob goes through the operator's API client, which counts.
+    deadline = time.monotonic() + 10
+    while operator.metric("kiln_operator_api_requests_total") == 0:
+        assert time.monotonic() < deadline, "kiln_operator_api_requests_total stayed 0"
+        time.sleep(0.1)

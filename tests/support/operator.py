@@ -16,8 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
 
@@ -176,6 +179,28 @@ class OperatorProcess:
                     + self.logs()[-4000:]
                 )
             time.sleep(0.1)
+
+    def metrics(self, timeout: float = 15.0) -> str:
+        """The Prometheus text the operator serves on its metrics port (waits for it)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    return str(answer.read().decode())
+            except OSError as error:
+                if not self.is_running() or time.monotonic() >= deadline:
+                    raise AssertionError(f"no metrics at {url}: {error}") from error
+                time.sleep(0.1)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0 if none)."""
+        total = 0.0
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    total += sample.value
+        return total
 
     def assert_no_unhandled_exceptions(self) -> None:
         found = unhandled_exceptions(self.logs())
