@@ -265,3 +265,15 @@ def test_server_side_apply_and_diff(
     )
     assert changed.returncode == 1, changed.stderr
     assert "+  image: python:3.12-slim" in changed.stdout
+
+
+def test_api_resources_lists_the_kiln_kinds_with_short_names(kubectl: Kubectl) -> None:
+    result = kubectl("api-resources", "--api-group=kiln.dev", "-o", "wide")
+    rows = {
+        line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()
+    }
+    assert set(rows) == {"inferenceservices", "modelversions", "trainingjobs"}
+    assert rows["trainingjobs"][1:5] == ["tj", "kiln.dev/v1alpha1", "true", "TrainingJob"]
+    assert rows["modelversions"][1] == "mv"
+    assert rows["inferenceservices"][1] == "kis"
+    assert all("kiln" in row[-1].split(",") for row in rows.values())
