@@ -358,9 +358,8 @@ class Api:
         if old is None:
             if subresource:
                 raise not_found(rt.plural, rt.group, name)
-            seed = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": {"name": name}}
-            if rt.namespaced:
-                seed["metadata"]["namespace"] = namespace
+            seed_meta = {"name": name, "namespace": namespace} if rt.namespaced else {"name": name}
+            seed = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": seed_meta}
             merged, managed = server_side_apply.apply(
                 seed, config, options.manager, options.force, self.shape_of(rt), scope, rt
             )

@@ -206,7 +206,7 @@ class _Estimator:
     def _literal(self, node: Tree[Any]) -> Estimate:
         token = node.children[0]
         text = str(token)
-        if token.type in ("STRING_LIT", "MLSTRING_LIT", "BYTES_LIT"):
+        if isinstance(token, Token) and token.type in ("STRING_LIT", "MLSTRING_LIT", "BYTES_LIT"):
             return Estimate(0, {"type": "string"}, float(max(len(text) - 2, 0)))
         return Estimate(0)
 

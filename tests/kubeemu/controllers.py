@@ -78,9 +78,9 @@ class Controllers:
                 self._settle_dependent(key, dependent)
         checks, self._check_owners = self._check_owners, set()
         for key, namespace, name in sorted(checks):
-            dependent = store.get(key, namespace, name)
-            if dependent is not None:
-                self._settle_dependent(key, dependent)
+            checked = store.get(key, namespace, name)
+            if checked is not None:
+                self._settle_dependent(key, checked)
         for where in sorted(self._terminating):
             key, namespace, name = where
             obj = store.get(key, namespace, name)

@@ -82,7 +82,7 @@ def validate_crd(
     if not isinstance(spec, dict):
         return [Cause("FieldValueRequired", "Required value", "spec")]
     group = spec.get("group")
-    names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+    names: dict[str, Any] = spec["names"] if isinstance(spec.get("names"), dict) else {}
     plural = names.get("plural")
     if not group:
         causes.append(Cause("FieldValueRequired", "Required value", "spec.group"))

@@ -166,7 +166,7 @@ def _decode_error(field: str, value: Any, go_type: str) -> str:
 def decode_problem(meta: dict[str, Any]) -> str | None:
     """Why ObjectMeta would not decode (the API server answers 400), or None."""
     for field, (python_type, go_type) in _META_TYPES.items():
-        value = meta.get(field)
+        value: Any = meta.get(field)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, python_type):

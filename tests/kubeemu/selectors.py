@@ -17,7 +17,9 @@ _EQUALITY_TERM = re.compile(r"^\s*([^\s!=()]+)\s*(==|!=|=)\s*([^\s!=(),]*)\s*$")
 
 def _split_terms(selector: str) -> list[str]:
     """Split on commas that are not inside a `(...)` value set."""
-    terms, depth, current = [], 0, []
+    terms: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in selector:
         if char == "(":
             depth += 1

@@ -82,7 +82,7 @@ class Emulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        sockets: Any = site._server.sockets if site._server is not None else []
+        sockets: Any = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
 
