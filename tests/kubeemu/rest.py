@@ -7,7 +7,6 @@ parses Kubernetes REST paths (`/api/v1/namespaces/{ns}/{plural}/{name}/{subresou
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -27,6 +26,7 @@ from tests.kubeemu.patch import merge_patch
 from tests.kubeemu.resources import ResourceType
 from tests.kubeemu.selectors import Predicate, combine, field_selector, label_selector
 from tests.kubeemu.store import Obj
+from tests.kubeemu.watch import WatchRequest, WatchStreams
 
 log = logging.getLogger("kubeemu")
 
@@ -114,10 +114,7 @@ class RestServer:
     def __init__(self, api: Api, record: RequestLog, bookmark_interval: float) -> None:
         self.api = api
         self._record = record
-        self.bookmark_interval = bookmark_interval
-        self._stopping = asyncio.Event()
-        # Serialised watch events by stored object: fifty watchers of one change encode it once.
-        self._encoded: dict[tuple[int, str], tuple[Obj, bytes]] = {}
+        self.watches = WatchStreams(api, bookmark_interval)
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._log_middleware], client_max_size=16 * 2**20)
@@ -125,8 +122,7 @@ class RestServer:
         return app
 
     def stop_watches(self) -> None:
-        self._stopping.set()
-        self.api.store.close_all_watches()
+        self.watches.stop()
 
     @web.middleware
     async def _log_middleware(
@@ -448,103 +444,23 @@ class RestServer:
         if rt.stored_as is not None:
             accepts = _on_served_view(self.api, rt, accepts)
         rv = query.get("resourceVersion", "")
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1", "True")
         initial_events = query.get("sendInitialEvents") in ("true", "1", "True")
-        since = None if rv in ("", "0") or initial_events else _parse_rv(rv)
-        as_table = table.wants_table(request.headers.get("Accept", ""))
         timeout = _integer_parameter(query, "timeoutSeconds")
-        deadline = time.monotonic() + timeout if timeout > 0 else None
-
-        response = web.StreamResponse(status=200)
-        response.content_type = "application/json"
-        response.enable_chunked_encoding()
         request[LOGGED] = True
-        try:
-            watcher = self.api.store.watch(rt.storage_key, accepts, since)
-        except ApiError as error:
-            self._log(request, 200)
-            await response.prepare(request)
-            await response.write(_dumps({"type": "ERROR", "object": error.status()}) + b"\n")
-            await response.write_eof()
-            return response
-        self._log(request, 200)
-        store = self.api.store
-        try:
-            await response.prepare(request)
-            if initial_events and bookmarks:
-                initial = []
-                while not watcher.queue.empty():
-                    item = watcher.queue.get_nowait()
-                    if item is not None:
-                        initial.append(self._event_line(rt, item, as_table, request))
-                initial.append(self._bookmark(rt, store.resource_version, initial_end=True))
-                await response.write(b"".join(initial))
-            next_bookmark = time.monotonic() + self.bookmark_interval
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                wake = next_bookmark if bookmarks else now + 3600
-                if deadline is not None:
-                    wake = min(wake, deadline)
-                try:
-                    item = await asyncio.wait_for(watcher.queue.get(), max(wake - now, 0))
-                except TimeoutError:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        if bookmarks:
-                            await response.write(self._bookmark(rt, store.resource_version))
-                        break
-                    if bookmarks:
-                        await response.write(self._bookmark(rt, store.resource_version))
-                        next_bookmark = time.monotonic() + self.bookmark_interval
-                    continue
-                if item is None:
-                    break
-                lines = [self._event_line(rt, item, as_table, request)]
-                closing = False
-                while not watcher.queue.empty():
-                    queued = watcher.queue.get_nowait()
-                    if queued is None:
-                        closing = True
-                        break
-                    lines.append(self._event_line(rt, queued, as_table, request))
-                await response.write(b"".join(lines))
-                if closing:
-                    break
-            await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            store.unwatch(rt.storage_key, watcher)
-        return response
-
-    def _event_line(
-        self, rt: ResourceType, item: tuple[str, Obj], as_table: bool, request: web.Request
-    ) -> bytes:
-        event_type, obj = item
-        served = self.api.served(rt, obj)
-        if not as_table and served is obj:
-            cached = self._encoded.get((id(obj), event_type))
-            if cached is not None and cached[0] is obj:
-                return cached[1]
-            line = _dumps({"type": event_type, "object": obj}) + b"\n"
-            if len(self._encoded) > 20000:
-                self._encoded.clear()
-            self._encoded[(id(obj), event_type)] = (obj, line)
-            return line
-        if as_table:
-            served = table.render(
-                rt,
-                [served],
-                {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                request.query.get("includeObject", ""),
-            )
-        return _dumps({"type": event_type, "object": served}) + b"\n"
-
-    def _bookmark(self, rt: ResourceType, rv: int, initial_end: bool = False) -> bytes:
-        meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        if initial_end:
-            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        obj = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
-        return _dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+        return await self.watches.serve(
+            request,
+            WatchRequest(
+                rt=rt,
+                accepts=accepts,
+                since=None if rv in ("", "0") or initial_events else _parse_rv(rv),
+                bookmarks=query.get("allowWatchBookmarks") in ("true", "1", "True"),
+                initial_events=initial_events,
+                as_table=table.wants_table(request.headers.get("Accept", "")),
+                include_object=query.get("includeObject", ""),
+                deadline=time.monotonic() + timeout if timeout > 0 else None,
+            ),
+            lambda: self._log(request, 200),
+        )
 
     # ---- scale subresource -------------------------------------------------------------
 
