@@ -13,13 +13,11 @@ import asyncio
 import datetime as dt
 import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from kiln_operator.kube import Kube, load_credentials
 from kiln_operator.reconcilers.trainingjob import TrainingJobContext, start_run
@@ -151,19 +149,6 @@ def model_versions(kube: KubeClient, namespace: str) -> list[Obj]:
     )
 
 
-def operator_metric(process: OperatorProcess, name: str, **labels: str) -> float:
-    """The sum of a counter's samples whose labels include ``labels``, from /metrics."""
-    url = f"http://127.0.0.1:{process.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
 def env_of(job: Obj) -> dict[str, Any]:
     container = job["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
@@ -217,6 +202,7 @@ def test_a_run_gets_a_job_with_gpus_workers_env_output_and_a_restricted_pod(
     assert run_row(status)["hyperparameters"] == {"learning_rate": "0.01"}
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_successful_run_records_its_result_and_registers_a_model_version(
     kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
@@ -260,6 +246,7 @@ def test_a_successful_run_records_its_result_and_registers_a_model_version(
     )
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_run_below_min_metrics_registers_nothing_and_names_the_metric(
     kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
@@ -282,14 +269,14 @@ def test_reapplying_the_same_spec_starts_no_new_run_and_an_edit_does(
     kube.apply_manifest([training_job()], namespace)
     (first,) = wait_for_jobs(kube, namespace, 1)
     wait_for_status(kube, namespace, lambda s: s.get("latestRun") == first["metadata"]["name"])
-    reconciles = operator_metric(training_operator, "kiln_operator_reconciles_total", result="ok")
+    reconciles = training_operator.metric("kiln_operator_reconciles_total", result="ok")
     kube.apply_manifest([training_job(), training_job(name="other", model="other")], namespace)
     # Both applies are reconciled (the other TrainingJob starts its run) ...
     wait_for_jobs(kube, namespace, 1, name="other")
     wait_until(
         "the re-applied TrainingJob to be reconciled",
         lambda: (
-            operator_metric(training_operator, "kiln_operator_reconciles_total", result="ok")
+            training_operator.metric("kiln_operator_reconciles_total", result="ok")
             >= reconciles + 2
         ),
     )
@@ -306,6 +293,7 @@ def test_reapplying_the_same_spec_starts_no_new_run_and_an_edit_does(
     )
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_new_run_annotation_value_starts_one_manual_run(
     kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
@@ -427,6 +415,7 @@ def test_suspend_stops_new_runs_and_suspends_the_active_job(
     )
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_the_history_limit_prunes_the_oldest_jobs(
     kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
@@ -467,6 +456,7 @@ def test_the_history_limit_prunes_the_oldest_jobs(
 
 
 @pytest.mark.parametrize("reason", ["BackoffLimitExceeded", DEADLINE_EXCEEDED])
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_failed_job_maps_to_its_reason_and_a_warning_event(
     kube: KubeClient, namespace: str, training_operator: OperatorProcess, reason: str
 ) -> None:
@@ -486,6 +476,7 @@ def test_a_failed_job_maps_to_its_reason_and_a_warning_event(
     assert event["type"] == "Warning"
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_an_image_pull_failure_is_reported_while_the_run_waits(
     kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
@@ -524,6 +515,7 @@ def test_an_image_pull_failure_is_reported_while_the_run_waits(
         pytest.param("", "wrote no result", id="empty"),
     ],
 )
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_malformed_result_is_succeeded_unregistered_with_a_clear_condition(
     kube: KubeClient,
     namespace: str,
@@ -577,6 +569,7 @@ def wait_for_exit(process: OperatorProcess) -> None:
     assert process.kill() == -9, "the crash point ends the process with SIGKILL"
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
     cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -620,6 +613,7 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
     healthy.assert_no_unhandled_exceptions()
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_two_replicas_racing_never_duplicate_a_run_or_a_version(
     cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -667,6 +661,7 @@ def operator_writes(cluster: Cluster) -> list[tuple[str, str, str, str, int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_nothing_changing_for_30_seconds_means_no_write_calls(
     cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -686,21 +681,21 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
         wait_for_status(kube, namespace, lambda s: "nextScheduleTime" in s, name="nightly")
         time.sleep(3)  # let the last status write's own watch event be reconciled
 
-        requests_before = operator_metric(process, "kiln_operator_api_requests_total")
+        requests_before = process.metric("kiln_operator_api_requests_total")
         write_calls = sum(
-            operator_metric(process, "kiln_operator_api_requests_total", verb=verb)
+            process.metric("kiln_operator_api_requests_total", verb=verb)
             for verb in ("create", "apply", "patch", "delete")
         )
-        reconciles = operator_metric(process, "kiln_operator_reconciles_total", result="ok")
+        reconciles = process.metric("kiln_operator_reconciles_total", result="ok")
         logged = operator_writes(cluster) if cluster.emulator is not None else []
         time.sleep(30)
 
-        assert operator_metric(process, "kiln_operator_reconciles_total", result="ok") >= (
-            reconciles + 20
-        ), "the operator did not keep reconciling: the test would prove nothing"
-        assert operator_metric(process, "kiln_operator_api_requests_total") > requests_before
+        assert process.metric("kiln_operator_reconciles_total", result="ok") >= (reconciles + 20), (
+            "the operator did not keep reconciling: the test would prove nothing"
+        )
+        assert process.metric("kiln_operator_api_requests_total") > requests_before
         after = sum(
-            operator_metric(process, "kiln_operator_api_requests_total", verb=verb)
+            process.metric("kiln_operator_api_requests_total", verb=verb)
             for verb in ("create", "apply", "patch", "delete")
         )
         assert after == write_calls, "the operator wrote to the API in steady state"
@@ -712,6 +707,7 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
     process.assert_no_unhandled_exceptions()
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_model_versions_outlive_their_training_job(
     cluster: Cluster, kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
@@ -735,6 +731,7 @@ def test_model_versions_outlive_their_training_job(
 # -- entry points and examples --------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
 def test_start_run_starts_a_drift_run_that_the_operator_then_follows(
     cluster: Cluster, kube: KubeClient, namespace: str, training_operator: OperatorProcess
 ) -> None:
