@@ -12,11 +12,11 @@ import copy
 from typing import Any
 
 from tests.kubeemu import apply as server_side_apply
-from tests.kubeemu import events, fieldsets, metadata, patch, strategic
+from tests.kubeemu import deletion, events, fieldsets, metadata, patch, strategic
 from tests.kubeemu.controllers import Controllers
 from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
 from tests.kubeemu.customresources import check_custom_resource
-from tests.kubeemu.defaults import apply_defaults
+from tests.kubeemu.defaults import apply_defaults, initialise
 from tests.kubeemu.errors import (
     ApiError,
     Cause,
@@ -150,8 +150,8 @@ class Api:
             meta["generation"] = 1
         if rt.status_subresource:
             obj.pop("status", None)
-        self._initialise_builtin(rt, obj)
         if not rt.is_custom:
+            initialise(rt.storage_key, obj)
             apply_defaults(rt.storage_key, obj, None)
         if rt.storage_key == CRD_KEY:
             prepare_crd(obj, old=None)
@@ -229,16 +229,6 @@ class Api:
                     )
                 ],
             )
-
-    def _initialise_builtin(self, rt: ResourceType, obj: Obj) -> None:
-        """The few server-side defaults of built-in kinds that clients look at."""
-        if rt.storage_key == NAMESPACE_KEY:
-            labels = obj["metadata"].setdefault("labels", {})
-            labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
-            obj["spec"] = {"finalizers": ["kubernetes"]}
-            obj["status"] = {"phase": "Active"}
-        elif rt.storage_key == ("", "pods"):
-            obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
 
     # ---- update and patch --------------------------------------------------------------
 
@@ -535,74 +525,33 @@ class Api:
     def delete(self, rt: ResourceType, namespace: str, name: str, options: DeleteOptions) -> Obj:
         obj = self._current(rt, namespace, name)
         meta = obj["metadata"]
-        if options.precondition_uid and options.precondition_uid != meta["uid"]:
-            raise ApiError(
-                409,
-                f"Precondition failed: UID in precondition: {options.precondition_uid}, "
-                f"UID in object meta: {meta['uid']}",
-                reason="Conflict",
-                details={"name": name, "group": rt.group, "kind": rt.plural},
-            )
-        if options.precondition_rv and options.precondition_rv != meta["resourceVersion"]:
-            raise ApiError(
-                409,
-                "Precondition failed: ResourceVersion in precondition: "
-                f"{options.precondition_rv}, ResourceVersion in object meta: "
-                f"{meta['resourceVersion']}",
-                reason="Conflict",
-                details={"name": name, "group": rt.group, "kind": rt.plural},
-            )
-        if options.propagation not in ("", "Orphan", "Background", "Foreground"):
-            raise bad_request(
-                f'propagationPolicy: Unsupported value: "{options.propagation}": supported '
-                'values: "Foreground", "Background", "Orphan"'
-            )
+        error = deletion.refusal(rt, meta, options)
+        if error is not None:
+            raise error
         if options.dry_run:
             return self.served(rt, obj)
-        finalizers = list(meta.get("finalizers") or [])
-        if options.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
-        if options.propagation == "Orphan" and "orphan" not in finalizers:
-            finalizers.append("orphan")
-        if options.propagation in ("Background", "Foreground"):
-            finalizers = [f for f in finalizers if f != "orphan"]
+        finalizers = deletion.finalizers_after_delete(
+            list(meta.get("finalizers") or []), options.propagation, rt.storage_key == CRD_KEY
+        )
         if rt.storage_key == NAMESPACE_KEY:
-            return self._delete_namespace(rt, obj, finalizers)
-        if (
-            rt.storage_key == CRD_KEY
-            and "customresourcecleanup.apiextensions.k8s.io" not in finalizers
-        ):
-            finalizers.append("customresourcecleanup.apiextensions.k8s.io")
-        if finalizers:
-            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
-                return self.served(rt, obj)
-            new = copy.deepcopy(obj)
-            new_meta = new["metadata"]
-            new_meta["finalizers"] = finalizers
-            if not new_meta.get("deletionTimestamp"):
-                new_meta["deletionTimestamp"] = fieldsets.now_rfc3339()
-                new_meta["deletionGracePeriodSeconds"] = 0
-                if rt.has_generation:
-                    new_meta["generation"] = int(new_meta.get("generation") or 0) + 1
-            stored = self.store.write(rt.storage_key, _ordered(new), obj)
-            self._after_write(rt, stored, obj)
-            return self.served(rt, stored)
-        final = self.store.remove(rt.storage_key, obj)
-        self._after_removal(rt, final)
-        return self.served(rt, final)
+            if meta.get("deletionTimestamp"):
+                return obj
+            return self._store_marked(rt, obj, deletion.terminating_namespace(obj, finalizers))
+        if not finalizers:
+            final = self.store.remove(rt.storage_key, obj)
+            self._after_removal(rt, final)
+            return self.served(rt, final)
+        if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+            return self.served(rt, obj)
+        marked = deletion.marked_for_deletion(obj, finalizers, rt.has_generation)
+        if rt.storage_key == CRD_KEY:
+            prepare_crd(marked, old=obj)
+        return self._store_marked(rt, obj, marked)
 
-    def _delete_namespace(self, rt: ResourceType, obj: Obj, finalizers: list[str]) -> Obj:
-        if obj["metadata"].get("deletionTimestamp"):
-            return obj
-        new = copy.deepcopy(obj)
-        new["metadata"]["deletionTimestamp"] = fieldsets.now_rfc3339()
-        new["metadata"]["deletionGracePeriodSeconds"] = 0
-        if finalizers:
-            new["metadata"]["finalizers"] = finalizers
-        new["status"] = {"phase": "Terminating"}
-        stored = self.store.write(rt.storage_key, new, obj)
+    def _store_marked(self, rt: ResourceType, obj: Obj, marked: Obj) -> Obj:
+        stored = self.store.write(rt.storage_key, _ordered(marked), obj)
         self._after_write(rt, stored, obj)
-        return stored
+        return self.served(rt, stored)
 
     def finish_namespace(self, namespace: Obj) -> None:
         """The namespace controller's last step: the namespace is empty, remove it."""
@@ -617,18 +566,12 @@ class Api:
 
     def remove_finalizer(self, rt: ResourceType, obj: Obj, finalizer: str) -> None:
         """A controller finished its part of a deletion."""
-        current = self.store.get(
-            rt.storage_key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
-        )
+        meta = obj["metadata"]
+        current = self.store.get(rt.storage_key, meta.get("namespace", ""), meta["name"])
         if current is None:
             return
-        finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != finalizer]
-        new = copy.deepcopy(current)
-        if finalizers:
-            new["metadata"]["finalizers"] = finalizers
-        else:
-            new["metadata"].pop("finalizers", None)
-        if new["metadata"].get("deletionTimestamp") and not finalizers:
+        new = deletion.without_finalizer(current, finalizer)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
             final = self.store.remove(rt.storage_key, new)
             self._after_removal(rt, final)
         else:
@@ -722,24 +665,3 @@ def _ordered(obj: Obj) -> Obj:
     ordered_meta.update({k: v for k, v in meta.items() if k not in ordered_meta})
     out["metadata"] = ordered_meta
     return out
-
-
-def _qos_class(pod: Obj) -> str:
-    containers = (pod.get("spec") or {}).get("containers") or []
-    requests_seen = False
-    guaranteed = bool(containers)
-    for container in containers:
-        resources = container.get("resources") or {} if isinstance(container, dict) else {}
-        limits = resources.get("limits") or {}
-        requests = resources.get("requests") or {}
-        if limits or requests:
-            requests_seen = True
-        for resource in ("cpu", "memory"):
-            if (
-                resource not in limits
-                or requests.get(resource, limits[resource]) != limits[resource]
-            ):
-                guaranteed = False
-    if guaranteed:
-        return "Guaranteed"
-    return "Burstable" if requests_seen else "BestEffort"

@@ -218,3 +218,35 @@ def apply_defaults(storage_key: tuple[str, str], obj: Obj, old: Obj | None) -> N
     defaulter = _BY_RESOURCE.get(storage_key)
     if defaulter is not None:
         defaulter(obj)
+
+
+def initialise(storage_key: tuple[str, str], obj: Obj) -> None:
+    """The state a new object of a built-in kind starts in, whatever the client sent."""
+    if storage_key == ("", "namespaces"):
+        labels = obj["metadata"].setdefault("labels", {})
+        labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        obj["spec"] = {"finalizers": ["kubernetes"]}
+        obj["status"] = {"phase": "Active"}
+    elif storage_key == ("", "pods"):
+        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
+
+
+def _qos_class(pod: Obj) -> str:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    requests_seen = False
+    guaranteed = bool(containers)
+    for container in containers:
+        resources = container.get("resources") or {} if isinstance(container, dict) else {}
+        limits = resources.get("limits") or {}
+        requests = resources.get("requests") or {}
+        if limits or requests:
+            requests_seen = True
+        for resource in ("cpu", "memory"):
+            if (
+                resource not in limits
+                or requests.get(resource, limits[resource]) != limits[resource]
+            ):
+                guaranteed = False
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if requests_seen else "BestEffort"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.kubeemu import deletion
 from tests.kubeemu.api import MERGE_PATCH, Api
 from tests.kubeemu.conftest import REFERENCE, load_yaml, served
 from tests.kubeemu.options import DeleteOptions, WriteOptions
@@ -129,3 +130,32 @@ def test_a_crd_is_established_when_created(api: Api) -> None:
     assert conditions == {"NamesAccepted": "True", "Established": "True"}
     assert crd["status"]["acceptedNames"]["listKind"] == "WidgetList"
     assert crd["status"]["storedVersions"] == ["v1alpha1"]
+
+
+@pytest.mark.parametrize(
+    ("current", "propagation", "is_crd", "expected"),
+    [
+        ([], "", False, []),
+        ([], "Background", False, []),
+        (["a/b"], "", False, ["a/b"]),
+        ([], "Foreground", False, ["foregroundDeletion"]),
+        ([], "Orphan", False, ["orphan"]),
+        (["orphan"], "Background", False, []),
+        (["orphan"], "Foreground", False, ["foregroundDeletion"]),
+        ([], "", True, ["customresourcecleanup.apiextensions.k8s.io"]),
+    ],
+)
+def test_finalizers_a_delete_leaves(
+    current: list[str], propagation: str, is_crd: bool, expected: list[str]
+) -> None:
+    assert deletion.finalizers_after_delete(current, propagation, is_crd) == expected
+
+
+def test_a_marked_object_keeps_its_first_deletion_timestamp() -> None:
+    obj = {"metadata": {"name": "x", "generation": 3}}
+    marked = deletion.marked_for_deletion(obj, ["a/b"], bump_generation=True)
+    assert marked["metadata"]["generation"] == 4
+    again = deletion.marked_for_deletion(marked, ["a/b", "c/d"], bump_generation=True)
+    assert again["metadata"]["deletionTimestamp"] == marked["metadata"]["deletionTimestamp"]
+    assert again["metadata"]["generation"] == 4
+    assert "deletionTimestamp" not in obj["metadata"]
