@@ -106,8 +106,13 @@ class Api:
             return events.to_core(obj)
         return obj
 
-    def items(self, rt: ResourceType, namespace: str | None) -> list[Obj]:
-        return [self.served(rt, o) for o in self.store.items(rt.storage_key, namespace)]
+    def items(self, rt: ResourceType, namespace: str | None, at: int | None = None) -> list[Obj]:
+        """Current objects, or those of an earlier resourceVersion `at` (410 when too old)."""
+        if at is None:
+            stored = self.store.items(rt.storage_key, namespace)
+        else:
+            stored = self.store.items_at(rt.storage_key, at, namespace)
+        return [self.served(rt, o) for o in stored]
 
     # ---- create ------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from tests.kubeemu import discovery, openapi, table
 from tests.kubeemu.api import APPLY_PATCH, APPLY_PATCH_CBOR, Api
-from tests.kubeemu.errors import ApiError, bad_request
+from tests.kubeemu.errors import ApiError, bad_request, expired
 from tests.kubeemu.options import DeleteOptions, WriteOptions
 from tests.kubeemu.patch import merge_patch
 from tests.kubeemu.resources import ResourceType
@@ -362,24 +362,30 @@ class RestServer:
 
     # ---- list, watch, delete collection ------------------------------------------------
 
-    def _selected(self, request: web.Request, target: Target) -> list[Obj]:
+    def _selected(self, request: web.Request, target: Target, at: int | None = None) -> list[Obj]:
         accepts = self._filter(request, target.rt)
-        return [o for o in self.api.items(target.rt, target.namespace) if accepts(o)]
+        return [o for o in self.api.items(target.rt, target.namespace, at) if accepts(o)]
 
     def _list(self, request: web.Request, target: Target) -> web.Response:
         rt = target.rt
         query = request.query
-        self._check_list_resource_version(query, rt)
-        items = self._selected(request, target)
-        list_meta: dict[str, Any] = {"resourceVersion": str(self.api.store.resource_version)}
-        start = _decode_continue(query.get("continue", ""))
-        if start is not None:
-            items = [o for o in items if _sort_key(o) > start]
+        token = _decode_continue(query.get("continue", ""))
+        snapshot = token[0] if token is not None else self._list_resource_version(query)
+        try:
+            items = self._selected(request, target, snapshot)
+        except ApiError as error:
+            if token is not None and error.code == 410:
+                raise expired(CONTINUE_EXPIRED) from None
+            raise
+        if token is not None:
+            items = [o for o in items if _sort_key(o) > token[1]]
+        served_at = snapshot if snapshot is not None else self.api.store.resource_version
+        list_meta: dict[str, Any] = {"resourceVersion": str(served_at)}
         limit = _integer_parameter(query, "limit")
         if limit > 0 and len(items) > limit:
             remaining = len(items) - limit
             items = items[:limit]
-            list_meta["continue"] = _encode_continue(_sort_key(items[-1]), list_meta)
+            list_meta["continue"] = _encode_continue(served_at, _sort_key(items[-1]))
             list_meta["remainingItemCount"] = remaining
         elif rt.is_custom:
             list_meta["continue"] = ""
@@ -394,7 +400,8 @@ class RestServer:
             }
         )
 
-    def _check_list_resource_version(self, query: Any, rt: ResourceType) -> None:
+    def _list_resource_version(self, query: Any) -> int | None:
+        """The version an Exact list reads at; None for the current state."""
         rv = query.get("resourceVersion", "")
         match = query.get("resourceVersionMatch", "")
         if match and match not in ("Exact", "NotOlderThan"):
@@ -410,7 +417,8 @@ class RestServer:
         if rv and rv != "0":
             number = _parse_rv(rv)
             if match == "Exact":
-                self.api.store.check_not_expired(rt.storage_key, number)
+                return number
+        return None
 
     def _object_response(self, request: web.Request, rt: ResourceType, obj: Obj) -> web.Response:
         if table.wants_table(request.headers.get("Accept", "")):
@@ -533,6 +541,15 @@ def _method_not_allowed() -> ApiError:
     return ApiError(405, "the server does not allow this method on the requested resource")
 
 
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted between "
+    "the time the first chunk was returned and now may show up in the list."
+)
+
+
 def _integer_parameter(query: Any, name: str) -> int:
     raw = query.get(name) or "0"
     try:
@@ -557,17 +574,18 @@ def _sort_key(obj: Obj) -> tuple[str, str]:
     return (meta.get("namespace") or "", meta["name"])
 
 
-def _encode_continue(key: tuple[str, str], list_meta: dict[str, Any]) -> str:
-    token = {"v": "meta.k8s.io/v1", "rv": int(list_meta["resourceVersion"]), "start": list(key)}
+def _encode_continue(rv: int, key: tuple[str, str]) -> str:
+    """A continue token: the snapshot's version and the last key listed, as etcd pages."""
+    token = {"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)}
     return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
 
 
-def _decode_continue(token: str) -> tuple[str, str] | None:
+def _decode_continue(token: str) -> tuple[int, tuple[str, str]] | None:
     if not token:
         return None
     try:
         decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
         namespace, name = decoded["start"]
-        return (str(namespace), str(name))
+        return int(decoded["rv"]), (str(namespace), str(name))
     except (ValueError, KeyError, TypeError):
         raise bad_request("continue key is not valid: could not decode continue token") from None

@@ -111,6 +111,29 @@ class Store:
             keys = [k for k in keys if k[0] == namespace]
         return [bucket.objects[k] for k in keys]
 
+    def items_at(self, key: StorageKey, rv: int, namespace: str | None = None) -> list[Obj]:
+        """The objects as they were at resourceVersion `rv`, rebuilt from the history.
+
+        Raises 410 Expired when `rv` is older than the history window.
+        """
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return []
+        if rv >= self._rv:
+            return self.items(key, namespace)
+        self.check_not_expired(key, rv)
+        state = dict(bucket.objects)
+        for event in reversed(bucket.history):
+            if event.resource_version <= rv:
+                break
+            where = _object_key(event.object)
+            if event.type == "ADDED":
+                state.pop(where, None)
+            elif event.old is not None:
+                state[where] = event.old
+        keys = sorted(k for k in state if namespace is None or k[0] == namespace)
+        return [state[k] for k in keys]
+
     def count_in_namespace(self, namespace: str) -> int:
         return sum(
             1 for bucket in self._buckets.values() for k in bucket.objects if k[0] == namespace

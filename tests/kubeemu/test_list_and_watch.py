@@ -219,3 +219,29 @@ def test_events_are_one_resource_served_by_two_groups(http: Http, namespace: str
     )
     [event] = seen_core["items"]
     assert (event["message"], event["reportingComponent"]) == ("run failed", "kiln.dev/operator")
+
+
+def test_pages_are_one_consistent_snapshot(http: Http, namespace: str) -> None:
+    make_config_maps(http, namespace, {f"c{i}": {} for i in range(4)})
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, first = http.get(path, limit="2")
+    http.delete(f"{path}/c3")
+    make_config_maps(http, namespace, {"c9": {}})
+    _, rest = http.get(path, limit="10", **{"continue": first["metadata"]["continue"]})
+    assert names(rest) == ["c2", "c3"]
+    assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+def test_an_exact_list_reads_an_earlier_version(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, created = http.post(path, {"metadata": {"name": "v"}, "data": {"n": "1"}})
+    http.patch(f"{path}/v", {"data": {"n": "2"}}, "application/merge-patch+json")
+    make_config_maps(http, namespace, {"later": {}})
+    _, then = http.get(
+        path,
+        resourceVersion=created["metadata"]["resourceVersion"],
+        resourceVersionMatch="Exact",
+    )
+    assert [(o["metadata"]["name"], o["data"]) for o in then["items"]] == [("v", {"n": "1"})]
+    status, answer = http.get(path, resourceVersion="1", resourceVersionMatch="Exact")
+    assert (status, answer["reason"]) == (410, "Expired")
