@@ -47,22 +47,20 @@ def test_the_module_runs_the_server_in_the_foreground() -> None:
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "tests.kubeemu", "--port", str(port)],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert f"http://127.0.0.1:{port}" in process.stdout.readline()
-        connection = HTTPConnection("127.0.0.1", port, timeout=10)
+    ) as process:
         try:
-            connection.request("GET", "/api/v1/namespaces/default")
-            assert connection.getresponse().status == 200
+            assert process.stdout is not None
+            assert f"http://127.0.0.1:{port}" in process.stdout.readline()
+            connection = HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                connection.request("GET", "/api/v1/namespaces/default")
+                assert connection.getresponse().status == 200
+            finally:
+                connection.close()
         finally:
-            connection.close()
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
-        if process.stdout is not None:
-            process.stdout.close()
+            process.terminate()
+            assert process.wait(timeout=10) == 0
