@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from make_models import FEATURES, build  # type: ignore[import-not-found]  # noqa: E402
-from report import render  # type: ignore[import-not-found]  # noqa: E402
+from report import load, render  # type: ignore[import-not-found]  # noqa: E402
 
 PORT = 18700
 ENCODINGS = ("json", "binary")
@@ -343,10 +343,15 @@ def main() -> None:
                         {"kind": "batch_sizes", "model": model, "metrics": _batch_sizes(metrics)}
                     )
     shutil.rmtree(body_dir, ignore_errors=True)
+    history = [
+        load(os.path.join(args.results, name))
+        for name in sorted(os.listdir(args.results))
+        if name.endswith(".jsonl")
+    ]
     with open(args.readme) as source:
         readme = source.read()
     with open(args.readme, "w") as out:
-        out.write(render(readme, records))
+        out.write(render(readme, records, history))
     log(f"wrote {results_path} and {args.readme}")
 
 

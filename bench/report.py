@@ -174,8 +174,43 @@ def _mean_rows(metrics: dict[str, float]) -> float:
     return metrics.get("sum", 0.0) / max(metrics.get("count", 1.0), 1.0)
 
 
-def render(readme: str, records: list[dict[str, Any]]) -> str:
-    block = f"{BEGIN}\n{tables(records)}\n{END}"
+def sittings(runs: list[list[dict[str, Any]]]) -> str:
+    """One line per sitting: its load and how each target check came out."""
+    lines = [
+        "### Target checks across sittings (same code unless noted; the machine is shared)",
+        "",
+        "| run | servers | s per cell | load avg at start | checks met | checks missed |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for records in runs:
+        meta = next((r for r in records if r["kind"] == "meta"), {})
+        checks = _checks(
+            records,
+            _cells(records),
+            {(r["model"], r["batch"]): r for r in records if r["kind"] == "raw"},
+        )
+        met = [c.split(" | ")[0].lstrip("| ") for c in checks if "**met**" in c]
+        missed = [
+            c.split(" | ")[0].lstrip("| ") + " (" + c.split(" | ")[1] + ")"
+            for c in checks
+            if "**missed**" in c
+        ]
+        servers = sorted({r["server"] for r in records if r["kind"] == "cell"})
+        lines.append(
+            f"| `{meta.get('run', '?')}` | {', '.join(servers)} | {meta.get('secs', '?')} | "
+            f"{meta.get('loadavg', 0):.2f} | {len(met)} of "
+            f"{len(checks)} | {'; '.join(missed) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+def render(
+    readme: str, records: list[dict[str, Any]], history: list[list[dict[str, Any]]] | None = None
+) -> str:
+    body = tables(records)
+    if history and len(history) > 1:
+        body += "\n\n" + sittings(history)
+    block = f"{BEGIN}\n{body}\n{END}"
     if BEGIN in readme and END in readme:
         head, _, rest = readme.partition(BEGIN)
         _, _, tail = rest.partition(END)
@@ -183,12 +218,16 @@ def render(readme: str, records: list[dict[str, Any]]) -> str:
     return readme.rstrip() + "\n\n" + block + "\n"
 
 
-if __name__ == "__main__":
-    path = sys.argv[1]
+def load(path: str) -> list[dict[str, Any]]:
     with open(path) as source:
-        loaded = [json.loads(line) for line in source if line.strip()]
+        return [json.loads(line) for line in source if line.strip()]
+
+
+if __name__ == "__main__":
+    # report.py PRIMARY.jsonl [OTHER.jsonl ...]: tables of the first, target checks of all
+    runs = [load(path) for path in sys.argv[1:]]
     readme_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
     with open(readme_path) as source:
         text = source.read()
     with open(readme_path, "w") as out:
-        out.write(render(text, loaded))
+        out.write(render(text, runs[0], runs))
