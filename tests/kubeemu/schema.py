@@ -508,6 +508,19 @@ def schema_causes(schema: Any, path: str) -> list[Cause]:
     return causes
 
 
+def _default_causes(node: Schema, path: str) -> list[Cause]:
+    """A default must itself be valid: the API server refuses a CRD whose default is not."""
+    value = copy.deepcopy(node["default"])
+    if value is None and node.get("nullable"):
+        return []
+    default(value, node)
+    found = []
+    for cause in validate(value, node, ""):
+        field = f"{path}.{cause.field}" if cause.field else path
+        found.append(Cause(cause.reason, cause.message.replace(":  in body", ": in body"), field))
+    return found
+
+
 def _check_node(node: Schema, path: str, causes: list[Cause], root: bool = False) -> None:
     has_type = bool(node.get("type"))
     untyped_ok = node.get("x-kubernetes-int-or-string") or node.get(
@@ -520,6 +533,8 @@ def _check_node(node: Schema, path: str, causes: list[Cause], root: bool = False
             else "must not be empty for specified object fields"
         )
         causes.append(Cause("FieldValueRequired", f"Required value: {message}", f"{path}.type"))
+    if "default" in node:
+        causes.extend(_default_causes(node, f"{path}.default"))
     if node.get("uniqueItems") is True:
         causes.append(
             Cause(

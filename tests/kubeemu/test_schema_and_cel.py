@@ -313,3 +313,20 @@ def test_rules_spell_reserved_and_punctuated_property_names_escaped() -> None:
         cel_rules.escaped_name("app.kubernetes.io/name")
         == "app__dot__kubernetes__dot__io__slash__name"
     )
+
+
+def test_a_crd_whose_default_breaks_its_own_schema_is_refused() -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "replicas": {"type": "integer", "maximum": 10, "default": 100},
+            "mode": {"type": "string", "enum": ["Canary"], "default": "Canary"},
+        },
+    }
+    causes = schema.schema_causes(node, "spec.validation.openAPIV3Schema")
+    assert [(c.field, c.message) for c in causes] == [
+        (
+            "spec.validation.openAPIV3Schema.properties[replicas].default",
+            "Invalid value: 100: in body should be less than or equal to 10",
+        )
+    ]
