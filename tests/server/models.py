@@ -108,21 +108,21 @@ def fixed_batch(directory: str) -> str:
 
 
 def slow(directory: str, size: int = 512, layers: int = 24) -> str:
-    """FP32 [N, size] through ``layers`` dense MatMuls: slow enough to be caught in flight."""
+    """FP32 [N, size] through ``layers`` dense MatMuls sharing one weight: slow to run, small
+    on disk, so a request can be caught in flight."""
     rng = np.random.default_rng(3)
-    nodes, inits = [], []
+    weight = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    nodes = []
     current = "input"
     for layer in range(layers):
-        weight = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
-        inits.append(numpy_helper.from_array(weight, f"W{layer}"))
         out = "output" if layer == layers - 1 else f"h{layer}"
-        nodes.append(helper.make_node("MatMul", [current, f"W{layer}"], [out]))
+        nodes.append(helper.make_node("MatMul", [current, "W"], [out]))
         current = out
     graph = helper.make_graph(
         nodes,
         "slow",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", size])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", size])],
-        initializer=inits,
+        initializer=[numpy_helper.from_array(weight, "W")],
     )
     return _save(graph, directory)

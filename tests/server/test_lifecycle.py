@@ -33,7 +33,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     directory = str(tmp_path_factory.mktemp("slow"))
-    models.slow(directory, size=1024, layers=32)
+    models.slow(directory, size=1024, layers=64)
     server = ServerProcess(directory, "slow", "--threads", "1")
     server.wait_ready()
     x = np.ones((256, 1024), dtype=np.float32)
