@@ -209,10 +209,23 @@ def _validate(value: Any, schema: Schema, path: str, causes: list[Cause]) -> Non
         )
     if isinstance(value, dict):
         _validate_object(value, schema, path, causes)
+        if schema.get("x-kubernetes-embedded-resource") is True:
+            causes.extend(_embedded_resource_causes(value, path))
     for combinator in ("allOf",):
         for sub in schema.get(combinator) or []:
             if isinstance(sub, dict):
                 _validate(value, sub, path, causes)
+
+
+def _embedded_resource_causes(value: dict[str, Any], path: str) -> list[Cause]:
+    """An embedded object (a pod template in a custom resource) needs apiVersion and kind."""
+    causes = []
+    for key in ("apiVersion", "kind"):
+        if not value.get(key):
+            causes.append(
+                Cause("FieldValueRequired", "Required value: must not be empty", _child(path, key))
+            )
+    return causes
 
 
 def _validate_string(value: str, schema: Schema, path: str, causes: list[Cause]) -> None:

@@ -330,3 +330,15 @@ def test_a_crd_whose_default_breaks_its_own_schema_is_refused() -> None:
             "Invalid value: 100: in body should be less than or equal to 10",
         )
     ]
+
+
+def test_an_embedded_resource_needs_api_version_and_kind() -> None:
+    node = {
+        "type": "object",
+        "x-kubernetes-embedded-resource": True,
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert messages({"kind": "Pod"}, node) == [
+        ("spec.apiVersion", "Required value: must not be empty")
+    ]
+    assert messages({"apiVersion": "v1", "kind": "Pod"}, node) == []
