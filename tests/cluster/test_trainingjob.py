@@ -334,15 +334,19 @@ def test_a_missed_scheduled_time_starts_a_run(
 ) -> None:
     """The clock is the real one: the test moves ``lastScheduleTime`` into the past, as if
     the operator had been down over several scheduled times; exactly one run starts."""
-    kube.apply_manifest([training_job(schedule="0 * * * *")], namespace)
-    status = wait_for_status(kube, namespace, lambda s: "nextScheduleTime" in s)
-    assert jobs_of(kube, namespace) == []
+    kube.apply_manifest([training_job(schedule="0 * * * *", concurrencyPolicy="Allow")], namespace)
+    (first,) = wait_for_jobs(kube, namespace, 1)
+    assert first["metadata"]["annotations"]["kiln.dev/trigger"] == "spec"
+    status = wait_for_status(
+        kube, namespace, lambda s: "nextScheduleTime" in s and s.get("latestRun") is not None
+    )
     assert condition(status, "Ready")["reason"] == "NoRunFinished"
 
     hour_before = this_hour()
     move_schedule_back(kube, namespace, hours=3)
 
-    (job,) = wait_for_jobs(kube, namespace, 1)
+    first_run, job = wait_for_jobs(kube, namespace, 2)
+    assert first_run["metadata"]["name"] == first["metadata"]["name"]
     annotations = job["metadata"]["annotations"]
     assert annotations["kiln.dev/trigger"] == "schedule"
     # The most recent missed time: this hour (either side of a boundary the test may cross).
@@ -350,7 +354,31 @@ def test_a_missed_scheduled_time_starts_a_run(
     assert scheduled in {hour_before, this_hour()}
     status = wait_for_status(kube, namespace, lambda s: s.get("lastScheduleTime") == scheduled)
     assert run_row(status)["trigger"] == "schedule"
-    assert len(jobs_of(kube, namespace)) == 1
+    assert len(jobs_of(kube, namespace)) == 2
+
+
+def test_a_scheduled_training_job_runs_on_creation_and_on_every_spec_edit(
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    """The schedule adds runs; it never holds back the run a new spec asks for."""
+    kube.apply_manifest([training_job(schedule="0 3 * * *")], namespace)
+    (first,) = wait_for_jobs(kube, namespace, 1)
+    assert first["metadata"]["annotations"]["kiln.dev/trigger"] == "spec"
+    status = wait_for_status(
+        kube, namespace, lambda s: s.get("latestRun") == first["metadata"]["name"]
+    )
+    assert "nextScheduleTime" in status
+
+    kube.apply_manifest([training_job(schedule="0 3 * * *", hyperparameters={"C": "2"})], namespace)
+    jobs = wait_for_jobs(kube, namespace, 2)
+    edited = jobs[1]
+    assert edited["metadata"]["annotations"]["kiln.dev/trigger"] == "spec"
+    assert env_of(edited)["KILN_HP_C"] == "2"
+    status = wait_for_status(
+        kube, namespace, lambda s: s.get("latestRun") == edited["metadata"]["name"]
+    )
+    assert run_row(status)["trigger"] == "spec"
+    assert "nextScheduleTime" in status
 
 
 def test_a_scheduled_run_replaces_the_active_one_under_concurrency_policy_replace(
@@ -675,9 +703,12 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
             [training_job(), training_job(name="nightly", model="nightly", schedule="0 3 * * *")],
             namespace,
         )
-        (job,) = wait_for_jobs(kube, namespace, 1)
-        complete_job(kube, job, message=result())
-        wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
+        for name in ("iris", "nightly"):
+            (job,) = wait_for_jobs(kube, namespace, 1, name=name)
+            complete_job(kube, job, message=result())
+            wait_for_status(
+                kube, namespace, lambda s, n=name: s.get("latestModelVersion") == f"{n}-v1", name
+            )
         wait_for_status(kube, namespace, lambda s: "nextScheduleTime" in s, name="nightly")
         time.sleep(3)  # let the last status write's own watch event be reconciled
 
@@ -771,10 +802,12 @@ def test_the_example_manifests_are_accepted_and_start_their_runs(
     assert container["args"] == ["--test-size", "0.25"]
     assert env_of(job)["KILN_HP_N_ESTIMATORS"] == "100"
 
-    # The distributed example starts on its annotation (the nightly one waits for 03:00).
+    # The distributed example starts on its annotation; the nightly one starts its first
+    # run on creation and then waits for 03:00.
     kube.apply_manifest(REPO / "examples" / "trainingjob.yaml", namespace)
     (ddp,) = wait_for_jobs(kube, namespace, 1, name="iris-ddp")
     assert ddp["spec"]["completionMode"] == "Indexed"
     assert ddp["metadata"]["annotations"]["kiln.dev/trigger"] == "manual"
+    (nightly,) = wait_for_jobs(kube, namespace, 1, name="iris")
+    assert nightly["metadata"]["annotations"]["kiln.dev/trigger"] == "spec"
     wait_for_status(kube, namespace, lambda s: "nextScheduleTime" in s, name="iris")
-    assert jobs_of(kube, namespace, "iris") == []

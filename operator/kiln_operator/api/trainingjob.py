@@ -135,9 +135,9 @@ class TrainingJobSpec(ApiModel):
     active_deadline_seconds: Annotated[int, Field(ge=1), Format("int64")] | None = None
     """Wall-clock limit of a run, after which it fails with DeadlineExceeded."""
     schedule: CronSchedule | None = None
-    """Start runs on this cron schedule (five fields, or @hourly, @daily...). A scheduled
-    TrainingJob does not also run on spec changes: the next scheduled run uses the new
-    spec (the `kiln.dev/run` annotation still starts one at once)."""
+    """Also start runs on this cron schedule (five fields, or @hourly, @daily...). The
+    schedule adds runs: creating the TrainingJob and every change of the run-relevant spec
+    still start a run at once, as without a schedule."""
     time_zone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     """IANA time zone the schedule is read in (UTC when omitted)."""
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Forbid"

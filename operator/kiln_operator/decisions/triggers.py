@@ -2,8 +2,8 @@
 
 Every trigger is judged against the runs that exist (Jobs, including one created just before
 a crash) as well as against status, so a restarted operator never starts the same run twice:
-- spec: the run-relevant spec hash differs from the latest run's (only without a schedule;
-  a scheduled TrainingJob runs on its schedule);
+- spec: there is no run yet, or the run-relevant spec hash differs from the latest run's
+  (with or without a schedule: a schedule adds runs, it never holds back a spec change);
 - manual: the ``kiln.dev/run`` annotation holds a value neither recorded as handled nor
   carried by the latest manual run;
 - schedule: a scheduled time passed since the last one acted on (see ``schedule``);
@@ -133,15 +133,21 @@ def decide_start(
             last_schedule_time=last_scheduled,
         )
 
+    spec_run = _spec_change(latest, spec_digest)
     if spec.schedule:
-        return _scheduled(spec, rows, last_scheduled, created, now, handled, start)
-
-    if latest is None:
-        return StartDecision(start=start("spec", "first run"), handled_run_request=handled)
-    if latest.spec_hash != spec_digest:
-        message = f"spec changed ({latest.spec_hash} -> {spec_digest})"
-        return StartDecision(start=start("spec", message), handled_run_request=handled)
+        return _scheduled(spec, rows, last_scheduled, created, now, handled, start, spec_run)
+    if spec_run is not None:
+        return StartDecision(start=start("spec", spec_run), handled_run_request=handled)
     return StartDecision(handled_run_request=handled)
+
+
+def _spec_change(latest: RunRow | None, spec_digest: str) -> str | None:
+    """Why the spec asks for a run (the trigger message), or None when it does not."""
+    if latest is None:
+        return "first run"
+    if latest.spec_hash != spec_digest:
+        return f"spec changed ({latest.spec_hash} -> {spec_digest})"
+    return None
 
 
 def _scheduled(
@@ -152,7 +158,11 @@ def _scheduled(
     now: dt.datetime,
     handled: str | None,
     start: StartRun,
+    spec_run: str | None,
 ) -> StartDecision:
+    """The schedule's part; a pending spec run goes first and leaves the schedule's
+    bookkeeping as it was, so a scheduled time that is due now is judged next reconcile
+    (against the spec run, by the concurrency policy)."""
     assert spec.schedule is not None
     since = parse_time(last_scheduled) or parse_time(created) or now
     try:
@@ -166,6 +176,13 @@ def _scheduled(
             schedule_error=str(error),
         )
     next_time = format_time(decision.next_time)
+    if spec_run is not None:
+        return StartDecision(
+            start=start("spec", spec_run),
+            handled_run_request=handled,
+            last_schedule_time=last_scheduled,
+            next_schedule_time=next_time,
+        )
     if decision.due is None:
         return StartDecision(
             handled_run_request=handled,

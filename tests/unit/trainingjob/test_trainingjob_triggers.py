@@ -100,14 +100,49 @@ def test_an_explicit_request_starts_a_run_with_its_trigger() -> None:
 SCHEDULED = {"schedule": "0 * * * *"}
 
 
-def test_a_scheduled_training_job_does_not_run_on_creation() -> None:
-    decision = decide([], spec=SCHEDULED, last_schedule_time="2026-03-02T10:00:00Z")
+def test_a_scheduled_training_job_starts_its_first_run_on_creation() -> None:
+    decision = decide([], spec=SCHEDULED)
+    assert decision.start is not None
+    assert (decision.start.trigger, decision.start.message) == ("spec", "first run")
+    assert decision.start.scheduled_time is None
+    assert decision.next_schedule_time == "2026-03-02T11:00:00Z"
+
+
+def test_a_scheduled_training_job_with_an_unchanged_spec_waits_for_its_schedule() -> None:
+    decision = decide([row(1)], spec=SCHEDULED, last_schedule_time="2026-03-02T10:00:00Z")
     assert decision.start is None
     assert decision.next_schedule_time == "2026-03-02T11:00:00Z"
 
 
+def test_a_spec_edit_of_a_scheduled_training_job_starts_a_spec_run() -> None:
+    decision = decide(
+        [row(1, trigger="schedule")],
+        digest="bbbbbbbb",
+        spec=SCHEDULED,
+        last_schedule_time="2026-03-02T10:00:00Z",
+    )
+    assert decision.start is not None
+    assert (decision.start.name, decision.start.trigger) == ("iris-r2-bbbbbbbb", "spec")
+    assert decision.last_schedule_time == "2026-03-02T10:00:00Z"
+    assert decision.next_schedule_time == "2026-03-02T11:00:00Z"
+
+
+def test_a_spec_edit_goes_before_a_due_scheduled_time_which_stays_due() -> None:
+    decision = decide(
+        [row(1)], digest="bbbbbbbb", spec=SCHEDULED, last_schedule_time="2026-03-02T09:00:00Z"
+    )
+    assert decision.start is not None
+    assert decision.start.trigger == "spec"
+    assert decision.last_schedule_time == "2026-03-02T09:00:00Z"
+
+
+def test_a_suspended_scheduled_training_job_does_not_run_on_a_spec_edit() -> None:
+    decision = decide([row(1)], digest="bbbbbbbb", spec={**SCHEDULED, "suspend": True})
+    assert decision.start is None
+
+
 def test_a_missed_scheduled_time_starts_a_run_after_a_restart() -> None:
-    decision = decide([], spec=SCHEDULED, last_schedule_time="2026-03-02T07:00:00Z")
+    decision = decide([row(1)], spec=SCHEDULED, last_schedule_time="2026-03-02T07:00:00Z")
     assert decision.start is not None
     assert decision.start.trigger == "schedule"
     assert decision.start.scheduled_time == "2026-03-02T10:00:00Z"
@@ -146,7 +181,7 @@ def test_concurrency_with_an_active_run(
 
 def test_a_run_later_than_the_starting_deadline_is_skipped_with_a_notice() -> None:
     decision = decide(
-        [],
+        [row(1)],
         spec={**SCHEDULED, "startingDeadlineSeconds": 60},
         last_schedule_time="2026-03-02T09:00:00Z",
     )
