@@ -160,7 +160,7 @@ class Api:
             apply_defaults(rt.storage_key, obj, None)
         if rt.storage_key == CRD_KEY:
             prepare_crd(obj, old=None)
-        obj = self._validated(rt, obj, None, "", options.field_validation)
+        obj = self._validated(rt, obj, None, "", options)
         if self.store.get(rt.storage_key, meta.get("namespace", ""), name) is not None:
             raise already_exists(rt.plural, rt.group, name)
         obj["metadata"]["managedFields"] = fieldsets.record_update(
@@ -467,7 +467,7 @@ class Api:
             new.setdefault("spec", old.get("spec", {}))
         if not rt.is_custom and subresource != "status":
             apply_defaults(rt.storage_key, new, old)
-        new = self._validated(rt, new, old, subresource, options.field_validation)
+        new = self._validated(rt, new, old, subresource, options)
         if rt.has_generation and _spec_part(new) != _spec_part(old):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if not applied:
@@ -502,7 +502,7 @@ class Api:
         obj: Obj,
         old: Obj | None,
         subresource: str,
-        field_validation: str = "",
+        options: WriteOptions,
     ) -> Obj:
         meta = obj["metadata"]
         name = str(meta.get("name", ""))
@@ -522,7 +522,9 @@ class Api:
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
         if rt.is_custom and rt.schema is not None:
-            obj = check_custom_resource(rt, obj, old, subresource, field_validation)
+            obj = check_custom_resource(
+                rt, obj, old, subresource, options.field_validation, options.warnings
+            )
         return obj
 
     # ---- delete ------------------------------------------------------------------------

@@ -28,10 +28,14 @@ def check_custom_resource(
     old: dict[str, Any] | None,
     subresource: str,
     field_validation: str = "",
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """The object as it will be stored, or ApiError 400/422."""
     root = rt.schema or {}
     dropped = schema.prune(obj, root, "", root=True)
+    if dropped and field_validation in ("", "Warn") and warnings is not None:
+        # Without Strict the server prunes and warns; clients such as kubectl print these.
+        warnings.extend(f'unknown field "{path}"' for path in dropped)
     if dropped and field_validation == "Strict":
         unknown = ", ".join(f'unknown field "{path}"' for path in dropped)
         raise ApiError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -11,6 +11,8 @@ class WriteOptions:
     dry_run: bool = False
     force: bool = False
     field_validation: str = ""
+    # Filled in while the request is served: the `Warning` headers of the response.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

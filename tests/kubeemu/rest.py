@@ -33,6 +33,8 @@ log = logging.getLogger("kubeemu")
 RequestLog = Callable[[str, str, str, str, int], None]
 # Set on watch requests, which log themselves when the stream starts rather than when it ends.
 LOGGED = web.RequestKey("kubeemu_logged", bool)
+# The write options of a request, kept so its warnings become `Warning` response headers.
+WRITE_OPTIONS = web.RequestKey("kubeemu_write_options", WriteOptions)
 
 _FIELD_SELECTABLE: dict[tuple[str, str], frozenset[str]] = {
     ("", "pods"): frozenset(
@@ -144,7 +146,12 @@ class RestServer:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
-            return await self._dispatch(request)
+            response = await self._dispatch(request)
+            options = request.get(WRITE_OPTIONS)
+            if options is not None and not response.prepared:
+                for warning in options.warnings:
+                    response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+            return response
         except ApiError as error:
             return _error(error)
         except Exception as error:  # a bug in the emulator must not look like a hang
@@ -307,12 +314,14 @@ class RestServer:
                 f"fieldValidation parameter unsupported: {field_validation}, valid values are "
                 "Ignore, Warn, Strict"
             )
-        return WriteOptions(
+        options = WriteOptions(
             manager=manager,
             dry_run=query.get("dryRun") == "All",
             force=query.get("force") in ("true", "1", "True"),
             field_validation=field_validation,
         )
+        request[WRITE_OPTIONS] = options
+        return options
 
     async def _patch(
         self, request: web.Request, rt: ResourceType, namespace: str, name: str, sub: str

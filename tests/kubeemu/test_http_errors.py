@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from http.client import HTTPConnection
+
 import pytest
 
-from tests.kubeemu.conftest import Http
+from tests.kubeemu.conftest import REFERENCE, Http, load_yaml
 
 
 @pytest.mark.parametrize(
@@ -77,4 +80,29 @@ def test_mismatched_name_in_an_update_is_a_bad_request(http: Http, namespace: st
     assert (status, answer["message"]) == (
         400,
         "the name of the object (b) does not match the name on the URL (a)",
+    )
+
+
+def test_pruned_fields_are_warned_about_unless_strict(http: Http, namespace: str) -> None:
+    crd = load_yaml(REFERENCE / "widget-crd.yaml")
+    http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    path = f"/apis/ref.example.dev/v1alpha1/namespaces/{namespace}/widgets"
+    body = {"metadata": {"name": "w"}, "spec": {"model": "m", "colour": "red"}}
+    connection = HTTPConnection(http.host, http.port, timeout=10)
+    try:
+        connection.request(
+            "POST", path, json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 201
+    assert response.getheader("Warning") == '299 - "unknown field \\"spec.colour\\""'
+    body["metadata"]["name"] = "strict"
+    status, answer = http.post(path, body, fieldValidation="Strict")
+    assert (status, answer["message"]) == (
+        400,
+        'Widget in version "v1alpha1" cannot be handled as a Widget: strict decoding error: '
+        'unknown field "spec.colour"',
     )
