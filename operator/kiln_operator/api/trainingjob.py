@@ -8,7 +8,7 @@ InferenceService.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field
 
@@ -39,6 +39,15 @@ CronSchedule = Annotated[
         r"|([0-9A-Za-z*/,?#-]+ +){4}[0-9A-Za-z*/,?#-]+)$"
     ),
 ]
+
+# Bounds of the status fields the operator fills from what runs report (pod messages,
+# results, annotations). Declared once: the schema below uses them, and the operator fits
+# what it writes to them, so a status write is never refused for its size.
+MAX_RUNS: Final = 50
+MAX_RUN_REASON: Final = 128
+MAX_RUN_MESSAGE: Final = 4096
+MAX_LOCATION: Final = 2048
+MAX_RUN_REQUEST: Final = 256
 
 RunTrigger = Literal["spec", "schedule", "manual", "drift"]
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -148,7 +157,7 @@ class TrainingJobSpec(ApiModel):
     when omitted, the most recent missed run still starts."""
     suspend: bool = False
     """Start no new runs and suspend the active run's Job."""
-    runs_history_limit: Annotated[int, Field(ge=1, le=50), Format("int32")] = 5
+    runs_history_limit: Annotated[int, Field(ge=1, le=MAX_RUNS), Format("int32")] = 5
     """How many runs to keep in status and as Jobs; older Jobs are deleted."""
     registration: Registration = Field(default_factory=Registration, alias="register")
     """Registration of successful runs as ModelVersions."""
@@ -167,7 +176,7 @@ class TrainingJobSpec(ApiModel):
 class RunArtifact(ApiModel):
     """The artifact a run produced, from its result."""
 
-    uri: Annotated[str, Field(max_length=2048)]
+    uri: Annotated[str, Field(max_length=MAX_LOCATION)]
     """Where the artifact is (resolved against the run's output directory)."""
     sha256: Sha256
     """SHA-256 digest of the artifact."""
@@ -197,7 +206,7 @@ class Run(ApiModel):
     """Metrics from the run's result."""
     artifact: RunArtifact | None = None
     """The artifact from the run's result."""
-    baseline: Annotated[str, Field(max_length=2048)] | None = None
+    baseline: Annotated[str, Field(max_length=MAX_LOCATION)] | None = None
     """Training-data statistics from the run's result, for drift detection."""
     hyperparameters: (
         Annotated[dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=64)] | None
@@ -205,9 +214,9 @@ class Run(ApiModel):
     """The hyperparameters the run was started with."""
     model_version: Annotated[str, Field(max_length=253)] | None = None
     """The ModelVersion the run registered."""
-    reason: Annotated[str, Field(max_length=128)] | None = None
+    reason: Annotated[str, Field(max_length=MAX_RUN_REASON)] | None = None
     """Why the run ended as it did (e.g. BackoffLimitExceeded, InvalidResult, Registered)."""
-    message: Annotated[str, Field(max_length=4096)] | None = None
+    message: Annotated[str, Field(max_length=MAX_RUN_MESSAGE)] | None = None
     """Details of the outcome."""
 
 
@@ -224,14 +233,15 @@ class TrainingJobStatus(ApiModel):
     """Name of the latest run."""
     latest_model_version: Annotated[str, Field(max_length=253)] | None = None
     """The ModelVersion most recently registered by a run."""
-    runs: Annotated[list[Run], Field(max_length=50), ListType("map", ("name",))] | None = None
+    runs: Annotated[list[Run], Field(max_length=MAX_RUNS), ListType("map", ("name",))] | None = None
     """The most recent runs, oldest first (at most `runsHistoryLimit`)."""
     last_schedule_time: Timestamp | None = None
     """When the schedule last started (or skipped) a run."""
     next_schedule_time: Timestamp | None = None
     """When the schedule starts the next run (absent without a schedule or while suspended)."""
-    handled_run_request: Annotated[str, Field(max_length=256)] | None = None
-    """The last value of the `kiln.dev/run` annotation acted on."""
+    handled_run_request: Annotated[str, Field(max_length=MAX_RUN_REQUEST)] | None = None
+    """The last value of the `kiln.dev/run` annotation acted on (a longer value is recorded
+    as a prefix and a digest)."""
 
 
 class TrainingJob(ApiModel):

@@ -20,11 +20,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from kiln_operator.api.trainingjob import MAX_LOCATION
+
 #: The kubelet keeps at most 4096 bytes of a termination message.
 MAX_RESULT_BYTES: Final = 4096
 MAX_METRICS: Final = 64
 MAX_METRIC_NAME: Final = 63
-MAX_LOCATION: Final = 2048
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -119,7 +120,12 @@ def resolve_location(location: str, output_uri: str, output_dir: str | None, wha
         raise InvalidResult(f"'{what}' {location!r} must name a file inside the run's output")
     if any(c.isspace() for c in normalised):
         raise InvalidResult(f"'{what}' {location!r} contains whitespace")
-    return f"{output_uri.rstrip('/')}/{normalised}"
+    resolved = f"{output_uri.rstrip('/')}/{normalised}"
+    if len(resolved) > MAX_LOCATION:
+        raise InvalidResult(
+            f"'{what}' resolves to {resolved[:80]!r}..., longer than {MAX_LOCATION} characters"
+        )
+    return resolved
 
 
 def _metrics(raw: Any) -> dict[str, float]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from kiln_operator import naming
+from kiln_operator.api.trainingjob import MAX_RUN_MESSAGE, MAX_RUN_REASON, RunTrigger
 from kiln_operator.decisions.result import InvalidResult, RunResult, parse_result
 from kiln_operator.runinfo import OUTPUT_MOUNT
 
@@ -79,9 +80,11 @@ class RunRow:
         return self.phase == "Succeeded" and self.reason == AWAITING_REGISTRATION
 
     def to_status(self) -> Obj:
+        """The row as status holds it, fitted to the schema's bounds (pod and Job messages
+        can be longer than a status field may be)."""
         row: Obj = {
             "name": self.name,
-            "number": self.number,
+            "number": self.number if self.number >= 1 else None,
             "job": self.job,
             "trigger": self.trigger,
             "phase": self.phase,
@@ -97,10 +100,17 @@ class RunRow:
             "baseline": self.baseline,
             "hyperparameters": dict(self.hyperparameters) if self.hyperparameters else None,
             "modelVersion": self.model_version,
-            "reason": self.reason,
-            "message": self.message,
+            "reason": fit_text(self.reason, MAX_RUN_REASON),
+            "message": fit_text(self.message, MAX_RUN_MESSAGE),
         }
         return {key: value for key, value in row.items() if value is not None}
+
+
+def fit_text(text: str | None, limit: int) -> str | None:
+    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
 
 
 def row_from_status(row: Mapping[str, Any], position: int) -> RunRow:
@@ -154,8 +164,8 @@ def run_from_job(job: Obj, pods: Sequence[Obj], previous: RunRow | None) -> RunR
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     base = RunRow(
         name=meta["name"],
-        number=int(annotations.get(naming.RUN_NUMBER_ANNOTATION, "0") or 0),
-        trigger=annotations.get(naming.TRIGGER_ANNOTATION, "spec"),
+        number=_run_number(annotations.get(naming.RUN_NUMBER_ANNOTATION)),
+        trigger=_trigger(annotations.get(naming.TRIGGER_ANNOTATION)),
         phase="Pending",
         job=meta["name"],
         spec_hash=annotations.get(naming.SPEC_HASH_ANNOTATION),
@@ -325,6 +335,19 @@ def _without_job(row: RunRow) -> RunRow:
             message=f"the run's Job {row.job or row.name} was deleted before it finished",
         )
     return row
+
+
+def _run_number(annotation: str | None) -> int:
+    """The run number a Job carries; 0 (unknown) when someone edited it into nonsense."""
+    try:
+        return max(int(annotation or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _trigger(annotation: str | None) -> str:
+    """The trigger a Job carries, if it is one status can hold; else a spec run."""
+    return annotation if annotation is not None and annotation in get_args(RunTrigger) else "spec"
 
 
 def _lineage(annotations: Mapping[str, str]) -> dict[str, Any]:

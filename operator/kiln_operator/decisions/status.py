@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kiln_operator.api.trainingjob import MAX_RUNS
 from kiln_operator.builders.event import EventType
 from kiln_operator.conditions import Verdict, find_condition, set_conditions
 from kiln_operator.decisions.runs import (
@@ -136,7 +137,8 @@ def desired_status(
         "phase": latest.phase if latest else None,
         "latestRun": latest.name if latest else previous.get("latestRun"),
         "latestModelVersion": registered[-1] if registered else previous.get("latestModelVersion"),
-        "runs": [row.to_status() for row in rows],
+        # More than the schema allows only when that many runs are active at once (Allow).
+        "runs": [row.to_status() for row in rows[-MAX_RUNS:]],
         "lastScheduleTime": last_schedule_time,
         "nextScheduleTime": None if suspended else next_schedule_time,
         "handledRunRequest": handled_run_request,

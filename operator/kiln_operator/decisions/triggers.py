@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kiln_operator import naming
-from kiln_operator.api.trainingjob import RunTrigger, TrainingJobSpec
+from kiln_operator.api.trainingjob import MAX_RUN_REQUEST, RunTrigger, TrainingJobSpec
 from kiln_operator.decisions.runs import RunRow
 from kiln_operator.decisions.schedule import ScheduleError, schedule_decision, scheduled_action
 from kiln_operator.runinfo import RunStart
@@ -75,6 +75,15 @@ def parse_time(value: str | None) -> dt.datetime | None:
         return None
 
 
+def recorded_request(value: str) -> str:
+    """How status records an annotation value it acted on: the value itself, or when it is
+    too long for ``status.handledRunRequest`` a prefix and a digest of the whole."""
+    if len(value) <= MAX_RUN_REQUEST:
+        return value
+    mark = f"...sha256:{naming.digest(value, 16)}"
+    return value[: MAX_RUN_REQUEST - len(mark)] + mark
+
+
 def decide_start(
     *,
     training_job: str,
@@ -122,14 +131,14 @@ def decide_start(
             last_schedule_time=last_scheduled,
         )
 
-    if run_annotation and run_annotation != handled:
+    if run_annotation and recorded_request(run_annotation) != handled:
         return StartDecision(
             start=start(
                 "manual",
                 f"requested by annotation {naming.RUN_REQUEST_ANNOTATION}={run_annotation}",
                 request_value=run_annotation,
             ),
-            handled_run_request=run_annotation,
+            handled_run_request=recorded_request(run_annotation),
             last_schedule_time=last_scheduled,
         )
 
@@ -230,7 +239,7 @@ def _handled_request(
     survives a crash between creating the Job and writing status)."""
     manual = [row for row in rows if row.trigger == "manual" and row.request_value is not None]
     if manual and annotation is not None and manual[-1].request_value == annotation:
-        return annotation
+        return recorded_request(annotation)
     return recorded
 
 
