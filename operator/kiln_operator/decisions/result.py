@@ -57,13 +57,19 @@ def parse_result(message: str | None, output_uri: str, output_dir: str | None) -
             "the training container wrote no result: write a JSON document with metrics, "
             "artifact and sha256 to /dev/termination-log"
         )
-    size = len(message.encode())
+    try:
+        size = len(message.encode())
+    except UnicodeEncodeError:
+        raise InvalidResult("the result is not UTF-8 text: write a JSON document") from None
     if size > MAX_RESULT_BYTES:
         raise InvalidResult(f"the result is {size} bytes; at most {MAX_RESULT_BYTES} are allowed")
     try:
         document = json.loads(message)
     except ValueError as error:
         raise InvalidResult(f"the result is not valid JSON: {error}") from None
+    except RecursionError:
+        # 4 KB of brackets is enough to exhaust the parser's recursion limit.
+        raise InvalidResult("the result is nested too deeply to be a result document") from None
     if not isinstance(document, dict):
         raise InvalidResult(f"the result must be a JSON object, not {_json_type(document)}")
     metrics = _metrics(document.get("metrics"))

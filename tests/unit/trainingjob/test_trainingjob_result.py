@@ -66,6 +66,12 @@ def test_metrics_are_optional() -> None:
         pytest.param(
             json.dumps({"metrics": {"m": 1}, "pad": "x" * 5000}), "at most 4096", id="too-big"
         ),
+        pytest.param("\udc80\udcff", "not UTF-8 text", id="not-utf8-lone-surrogates"),
+        pytest.param("\ufffd\x00\x01", "not valid JSON", id="binary-replaced-by-the-kubelet"),
+        pytest.param("[" * 4000, "nested too deeply", id="deeply-nested-array"),
+        pytest.param(
+            '{"metrics": ' + "[" * 2000 + "]" * 2000 + "}", "nested too deeply", id="nested-metrics"
+        ),
     ],
 )
 def test_malformed_results_say_what_is_wrong(message: str | None, expected_error: str) -> None:
