@@ -480,6 +480,31 @@ def test_the_history_limit_prunes_the_oldest_jobs(
     ]
 
 
+@pytest.mark.usefixtures("stand_in_controllers")
+def test_a_version_name_held_by_another_models_object_is_skipped_not_retried_forever(
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    foreign: Obj = {
+        "apiVersion": KILN,
+        "kind": "ModelVersion",
+        "metadata": {"name": "iris-v1"},
+        "spec": {
+            "model": "iris-legacy",
+            "version": 1,
+            "artifact": {"uri": "s3://legacy/model.onnx", "sha256": SHA, "format": "onnx"},
+        },
+    }
+    kube.apply_manifest([foreign, training_job()], namespace)
+    (job,) = wait_for_jobs(kube, namespace, 1)
+    complete_job(kube, job, message=result())
+    status = wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
+    assert run_row(status)["modelVersion"] == "iris-v2"
+    versions = {
+        mv["metadata"]["name"]: mv["spec"]["model"] for mv in model_versions(kube, namespace)
+    }
+    assert versions == {"iris-v1": "iris-legacy", "iris-v2": "iris"}
+
+
 # -- failures ------------------------------------------------------------------------------
 
 

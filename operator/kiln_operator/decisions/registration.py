@@ -2,8 +2,9 @@
 
 The gate compares the run's metrics with ``register.minMetrics``/``maxMetrics``. Version
 numbers are allocated by creating ``<model>-v<n>`` with ``n`` one above the highest version
-the model has; an AlreadyExists answer means another writer took ``n`` and the caller
-re-reads. That gives no duplicates and no gaps, even with two operator replicas.
+the model has (skipping a name another model's object holds); an AlreadyExists answer means
+another writer took ``n`` and the caller re-reads. That gives no duplicates and no gaps,
+even with two operator replicas.
 """
 
 from __future__ import annotations
@@ -62,8 +63,15 @@ def model_versions_of(model: str, model_versions: Iterable[Mapping[str, Any]]) -
 
 
 def next_version(model: str, model_versions: Iterable[Mapping[str, Any]]) -> int:
-    """One above the highest version of ``model`` (1 for a new model)."""
-    return max(model_versions_of(model, model_versions), default=0) + 1
+    """One above the highest version of ``model`` (1 for a new model), past any number
+    whose name ``<model>-v<n>`` an object of another model already holds: creating that
+    name could never succeed, and retrying it would loop."""
+    known = list(model_versions)
+    taken = {str((mv.get("metadata") or {}).get("name")) for mv in known}
+    version = max(model_versions_of(model, known), default=0) + 1
+    while naming.model_version_name(model, version) in taken:
+        version += 1
+    return version
 
 
 def _num(value: float) -> str:

@@ -81,6 +81,16 @@ def mv(name: str, model: str, version: int, labels: dict[str, str] | None = None
         pytest.param([mv("iris-v1", "iris", 1), mv("iris-v2", "iris", 2)], 3, id="after-two"),
         pytest.param([mv("hand-made", "iris", 7)], 8, id="hand-made-counts"),
         pytest.param([mv("other-v9", "other", 9)], 1, id="other-models-ignored"),
+        pytest.param(
+            [mv("iris-v1", "iris", 1), mv("iris-v2", "iris-legacy", 1)],
+            3,
+            id="name-held-by-another-models-version-is-skipped",
+        ),
+        pytest.param(
+            [mv("iris-v1", "other", 1), mv("iris-v2", "other", 2)],
+            3,
+            id="several-foreign-names-in-a-row",
+        ),
     ],
 )
 def test_next_version(existing: list[dict[str, Any]], expected: int) -> None:
