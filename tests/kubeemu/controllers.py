@@ -149,11 +149,11 @@ class Controllers:
     def _empty_namespace(self, namespace: dict[str, Any]) -> None:
         name = namespace["metadata"]["name"]
         remaining = False
-        for key, obj in list(self._api.store.namespaced_objects(name)):
+        for key, obj in self._api.store.namespaced_objects(name):
             remaining = True
             if not obj["metadata"].get("deletionTimestamp"):
                 self._delete(key, obj, "Background")
-        if not remaining and not any(True for _ in self._api.store.namespaced_objects(name)):
+        if not remaining and not self._api.store.namespaced_objects(name):
             self._api.finish_namespace(namespace)
 
     def _remove_custom_resources(self, crd: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,7 @@ class Store:
         self._buckets: dict[StorageKey, _Bucket] = {}
         self._by_uid: dict[str, tuple[StorageKey, ObjectKey]] = {}
         self._dependents: dict[str, set[tuple[StorageKey, ObjectKey]]] = {}
+        self._in_namespace: dict[str, set[tuple[StorageKey, str]]] = {}
 
     @property
     def resource_version(self) -> int:
@@ -134,16 +135,14 @@ class Store:
         keys = sorted(k for k in state if namespace is None or k[0] == namespace)
         return [state[k] for k in keys]
 
-    def count_in_namespace(self, namespace: str) -> int:
-        return sum(
-            1 for bucket in self._buckets.values() for k in bucket.objects if k[0] == namespace
-        )
-
-    def namespaced_objects(self, namespace: str) -> Iterator[tuple[StorageKey, Obj]]:
-        for key, bucket in list(self._buckets.items()):
-            for object_key, obj in list(bucket.objects.items()):
-                if object_key[0] == namespace:
-                    yield key, obj
+    def namespaced_objects(self, namespace: str) -> list[tuple[StorageKey, Obj]]:
+        """Everything stored in one namespace, whatever its kind."""
+        found = []
+        for key, name in sorted(self._in_namespace.get(namespace, ())):
+            obj = self.get(key, namespace, name)
+            if obj is not None:
+                found.append((key, obj))
+        return found
 
     def by_uid(self, uid: str) -> tuple[StorageKey, Obj] | None:
         where = self._by_uid.get(uid)
@@ -236,6 +235,8 @@ class Store:
         meta = obj["metadata"]
         where = (key, _object_key(obj))
         self._by_uid[meta["uid"]] = where
+        if meta.get("namespace"):
+            self._in_namespace.setdefault(meta["namespace"], set()).add((key, meta["name"]))
         for ref in meta.get("ownerReferences") or ():
             uid = ref.get("uid") if isinstance(ref, dict) else None
             if isinstance(uid, str):
@@ -245,6 +246,11 @@ class Store:
         meta = obj["metadata"]
         where = (key, _object_key(obj))
         self._by_uid.pop(meta["uid"], None)
+        members = self._in_namespace.get(meta.get("namespace") or "")
+        if members is not None:
+            members.discard((key, meta["name"]))
+            if not members:
+                del self._in_namespace[meta["namespace"]]
         for ref in meta.get("ownerReferences") or ():
             uid = ref.get("uid") if isinstance(ref, dict) else None
             if isinstance(uid, str) and uid in self._dependents:
