@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -245,3 +246,15 @@ def test_an_exact_list_reads_an_earlier_version(http: Http, namespace: str) -> N
     assert [(o["metadata"]["name"], o["data"]) for o in then["items"]] == [("v", {"n": "1"})]
     status, answer = http.get(path, resourceVersion="1", resourceVersionMatch="Exact")
     assert (status, answer["reason"]) == (410, "Expired")
+
+
+def test_a_thousand_objects_list_well_within_a_second(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    for index in range(1000):
+        body = {"metadata": {"name": f"c{index:04d}"}, "data": {"payload": "x" * 200}}
+        assert http.post(path, body)[0] == 201
+    began = time.monotonic()
+    status, listing = http.get(path)
+    elapsed = time.monotonic() - began
+    assert (status, len(listing["items"])) == (200, 1000)
+    assert elapsed < 0.5, f"listing 1,000 objects took {elapsed:.3f}s"
