@@ -425,6 +425,7 @@ class RestServer:
             )
         if rv and rv != "0":
             number = _parse_rv(rv)
+            self.api.store.check_not_too_new(number)
             if match == "Exact":
                 return number
         return None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.kubeemu.errors import expired
+from tests.kubeemu.errors import ApiError, expired
 
 StorageKey = tuple[str, str]
 ObjectKey = tuple[str, str]  # (namespace or "", name)
@@ -198,6 +198,7 @@ class Store:
                 if accepts(obj):
                     watcher.queue.put_nowait(("ADDED", obj))
         else:
+            self.check_not_too_new(since)
             if since < bucket.window_start:
                 raise expired(f"too old resource version: {since} ({bucket.window_start})")
             for event in bucket.history:
@@ -210,6 +211,24 @@ class Store:
         bucket = self._buckets[key]
         if since < bucket.window_start:
             raise expired(f"too old resource version: {since} ({bucket.window_start})")
+
+    def check_not_too_new(self, rv: int) -> None:
+        """A version this server never issued: a real server gives up waiting for it."""
+        if rv > self._rv:
+            raise ApiError(
+                504,
+                f"Timeout: Too large resource version: {rv}, current: {self._rv}",
+                reason="Timeout",
+                details={
+                    "causes": [
+                        {
+                            "reason": "ResourceVersionTooLarge",
+                            "message": "Too large resource version",
+                        }
+                    ],
+                    "retryAfterSeconds": 1,
+                },
+            )
 
     def unwatch(self, key: StorageKey, watcher: Watcher) -> None:
         bucket = self._buckets.get(key)

@@ -258,3 +258,11 @@ def test_a_thousand_objects_list_well_within_a_second(http: Http, namespace: str
     elapsed = time.monotonic() - began
     assert (status, len(listing["items"])) == (200, 1000)
     assert elapsed < 0.5, f"listing 1,000 objects took {elapsed:.3f}s"
+
+
+def test_a_version_from_the_future_times_out(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    status, answer = http.get(path, resourceVersion="999999999")
+    assert (status, answer["reason"]) == (504, "Timeout")
+    [event] = http.watch(path, {"resourceVersion": "999999999"})
+    assert (event["type"], event["object"]["code"]) == ("ERROR", 504)
