@@ -146,6 +146,15 @@ def desired_status(
     return {key: value for key, value in status.items() if value is not None}
 
 
+def blocked_status(
+    previous: Mapping[str, Any], generation: int, blocked: Verdict, now: str
+) -> dict[str, Any]:
+    """Status when the operator cannot even read the spec: ``previous`` (runs and all) with
+    ``Ready`` set to the problem, for this generation."""
+    conditions = set_conditions(previous.get("conditions") or [], [blocked], generation, now)
+    return {**previous, "observedGeneration": generation, "conditions": conditions}
+
+
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """A merge patch turning ``current`` into ``desired`` (empty when they are equal).
 

@@ -29,6 +29,14 @@ from kiln_operator.builders.event import desired_event
 from kiln_operator.builders.job import desired_headless_service, desired_job
 from kiln_operator.builders.modelversion import Registration, desired_model_version
 from kiln_operator.conditions import Verdict
+from kiln_operator.decisions.problems import (
+    INVALID_SCHEDULE,
+    configuration_problem,
+    refused_request,
+    rejected_run,
+    remembered_rejection,
+    unreadable_spec,
+)
 from kiln_operator.decisions.registration import (
     next_version,
     registered_version_of,
@@ -41,9 +49,9 @@ from kiln_operator.decisions.runs import (
     observe_runs,
     run_from_job,
 )
-from kiln_operator.decisions.schedule import ScheduleError, validate_schedule
 from kiln_operator.decisions.status import (
     Notice,
+    blocked_status,
     desired_status,
     status_patch,
     transition_notices,
@@ -107,7 +115,12 @@ async def reconcile(
 ) -> ReconcileOutcome:
     """Bring one TrainingJob's world in line with its spec; say when to look again."""
     namespace, name = key
-    observed = await gather(ctx.kube, namespace, name)
+    try:
+        observed = await gather(ctx.kube, namespace, name)
+    except UnreadableSpec as problem:
+        # Permanent until the object changes, and a change brings its own event.
+        await _report_unreadable_spec(ctx, problem.training_job, problem.verdict)
+        return ReconcileOutcome(requeue_after=None)
     if observed is None:
         return ReconcileOutcome(requeue_after=None)
     return await _decide_and_write(ctx, observed, request)
@@ -141,10 +154,35 @@ async def start_run(
 # -- gather --------------------------------------------------------------------------------
 
 
+class UnreadableSpec(Exception):
+    """The TrainingJob's spec does not parse; ``verdict`` says why, for its status."""
+
+    def __init__(self, training_job: dict[str, Any], verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.training_job = training_job
+        self.verdict = verdict
+
+
+class RunRejected(Exception):
+    """The API server refused a run's Job (422): permanent for this spec."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
 async def gather(client: kube.Kube, namespace: str, name: str) -> Observed | None:
+    """Read the TrainingJob and its world once; None when it is gone or going.
+
+    Raises :class:`UnreadableSpec` when the spec does not parse.
+    """
     training_job = await client.get_or_none(kube.TRAINING_JOBS, name, namespace)
     if training_job is None or training_job["metadata"].get("deletionTimestamp"):
         return None
+    try:
+        spec = TrainingJobSpec.model_validate(training_job.get("spec") or {})
+    except pydantic.ValidationError as error:
+        raise UnreadableSpec(training_job, unreadable_spec(error.errors())) from None
     uid = training_job["metadata"]["uid"]
     selector = f"{naming.TRAINING_JOB_LABEL}={naming.label_value(name)}"
     jobs = [job for job in await client.list(kube.JOBS, namespace, selector) if _owned_by(job, uid)]
@@ -155,13 +193,11 @@ async def gather(client: kube.Kube, namespace: str, name: str) -> Observed | Non
         if (pod["metadata"].get("labels") or {}).get(naming.RUN_LABEL) in run_names
     ]
     model_versions = await client.list(kube.MODEL_VERSIONS, namespace)
-    try:
-        spec = TrainingJobSpec.model_validate(training_job.get("spec") or {})
-    except pydantic.ValidationError as error:
-        # The CRD schema admits nothing this model rejects; an old CRD might. Say so loudly.
-        log.error("TrainingJob %s/%s has a spec Kiln cannot read: %s", namespace, name, error)
-        return None
     return Observed(training_job, spec, jobs, pods, model_versions)
+
+
+def _key_of(training_job: Mapping[str, Any]) -> Key:
+    return training_job["metadata"]["namespace"], training_job["metadata"]["name"]
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -169,19 +205,6 @@ def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
 
 
 # -- decide and write ------------------------------------------------------------------------
-
-
-def configuration_problem(spec: TrainingJobSpec, accelerators: AcceleratorMap) -> Verdict | None:
-    """A reason no run can start until someone fixes the spec or the operator's config."""
-    if spec.accelerator is not None and accelerators.node_selector(spec.accelerator.type) is None:
-        message = accelerators.unknown_type_message(spec.accelerator.type)
-        return Verdict("Ready", "False", "UnknownAccelerator", message)
-    if spec.schedule:
-        try:
-            validate_schedule(spec.schedule, spec.time_zone)
-        except ScheduleError as error:
-            return Verdict("Ready", "False", "InvalidSchedule", str(error))
-    return None
 
 
 async def _decide_and_write(
@@ -193,9 +216,12 @@ async def _decide_and_write(
     namespace, name = meta["namespace"], meta["name"]
     spec = observed.spec
     status: dict[str, Any] = dict(tj.get("status") or {})
+    generation = int(meta.get("generation") or 0)
     now = ctx.clock()
     rows = observe_runs(observed.jobs, observed.pods, status.get("runs") or [])
-    blocked = configuration_problem(spec, ctx.accelerators)
+    blocked = configuration_problem(spec, ctx.accelerators) or remembered_rejection(
+        status.get("conditions") or [], generation
+    )
     decision = decide_start(
         training_job=name,
         spec=spec,
@@ -211,36 +237,28 @@ async def _decide_and_write(
     )
     notices: list[Notice] = []
     if decision.schedule_error and blocked is None:
-        blocked = Verdict("Ready", "False", "InvalidSchedule", decision.schedule_error)
+        blocked = Verdict("Ready", "False", INVALID_SCHEDULE, decision.schedule_error)
     if decision.notice is not None:
         notices.append(Notice("Normal", *decision.notice))
 
-    if decision.replace_active and decision.start is not None:
-        rows = await _stop_active_runs(client, namespace, rows, decision.start.name)
-    started: str | None = None
-    if decision.start is not None:
-        created = await _create_run(ctx, observed, decision)
-        if created is None:
-            # Another writer took the run's name: decide again on a fresh read.
-            log.info(
-                "TrainingJob %s/%s: run %s was created by another writer; re-reading",
-                namespace,
-                name,
-                decision.start.name,
-            )
+    progress = _Progress(rows)
+    refused: kube.ApiError | None = None
+    try:
+        if not await _write_children(ctx, observed, decision, progress):
             return ReconcileOutcome(requeue_after=0.5)
-        rows = [*rows, run_from_job(created, [], None)]
-        started = decision.start.name
-        log.info("TrainingJob %s/%s: started run %s", namespace, name, started)
-        _maybe_crash(ctx, "job-created")
-
-    await _apply_suspension(client, namespace, rows, spec.suspend)
-    rows = await _register(ctx, observed, rows)
-    rows = await _prune(client, namespace, rows, spec.runs_history_limit)
+    except kube.ApiError as error:
+        if kube.is_transient(error):
+            raise
+        # Forbidden, a quota, a webhook...: say so in status, then retry with backoff.
+        refused = error
+        blocked = refused_request(error.verb, error.path, error.status, error.message)
+    if progress.rejection is not None:
+        blocked = progress.rejection
+    rows = progress.rows
 
     desired = desired_status(
         previous=status,
-        generation=int(meta.get("generation") or 0),
+        generation=generation,
         rows=rows,
         suspended=spec.suspend,
         blocked=blocked,
@@ -256,7 +274,90 @@ async def _decide_and_write(
             status.get("runs") or [], rows, status.get("conditions") or [], blocked
         )
     await _post(client, tj, notices, format_time(now))
-    return ReconcileOutcome(_requeue_after(ctx, rows, decision, now), started)
+    if refused is not None:
+        raise refused
+    return ReconcileOutcome(_requeue_after(ctx, rows, decision, now), progress.started)
+
+
+@dataclass
+class _Progress:
+    """What the writes of one reconcile achieved so far (kept when a later write fails)."""
+
+    rows: list[RunRow]
+    started: str | None = None
+    rejection: Verdict | None = None
+
+
+async def _write_children(
+    ctx: TrainingJobContext, observed: Observed, decision: StartDecision, progress: _Progress
+) -> bool:
+    """Start the decided run, suspend or resume, register, prune; False when another
+    writer took the run's name (decide again on a fresh read)."""
+    client, spec = ctx.kube, observed.spec
+    namespace, name = _key_of(observed.training_job)
+    if decision.start is not None:
+        try:
+            if not await _start(ctx, observed, decision, progress):
+                return False
+        except RunRejected as rejection:
+            log.warning(
+                "TrainingJob %s/%s: run %s refused: %s",
+                namespace,
+                name,
+                decision.start.name,
+                rejection.verdict.message,
+            )
+            progress.rejection = rejection.verdict
+    await _apply_suspension(client, namespace, progress.rows, spec.suspend)
+    progress.rows = await _register(ctx, observed, progress.rows)
+    progress.rows = await _prune(client, namespace, progress.rows, spec.runs_history_limit)
+    return True
+
+
+async def _start(
+    ctx: TrainingJobContext, observed: Observed, decision: StartDecision, progress: _Progress
+) -> bool:
+    assert decision.start is not None
+    namespace, name = _key_of(observed.training_job)
+    if decision.replace_active:
+        progress.rows = await _stop_active_runs(
+            ctx.kube, namespace, progress.rows, decision.start.name
+        )
+    created = await _create_run(ctx, observed, decision)
+    if created is None:
+        log.info(
+            "TrainingJob %s/%s: run %s was created by another writer; re-reading",
+            namespace,
+            name,
+            decision.start.name,
+        )
+        return False
+    progress.rows = [*progress.rows, run_from_job(created, [], None)]
+    progress.started = decision.start.name
+    log.info("TrainingJob %s/%s: started run %s", namespace, name, progress.started)
+    _maybe_crash(ctx, "job-created")
+    return True
+
+
+async def _report_unreadable_spec(
+    ctx: TrainingJobContext, training_job: dict[str, Any], verdict: Verdict
+) -> None:
+    meta = training_job["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status: dict[str, Any] = dict(training_job.get("status") or {})
+    now = format_time(ctx.clock())
+    desired = blocked_status(status, int(meta.get("generation") or 0), verdict, now)
+    patch = status_patch(status, desired)
+    if not patch:
+        return
+    log.warning("TrainingJob %s/%s: %s", namespace, name, verdict.message)
+    await ctx.kube.merge_patch(kube.TRAINING_JOBS, name, namespace, {"status": patch}, "status")
+    await _post(
+        ctx.kube,
+        training_job,
+        transition_notices([], [], status.get("conditions") or [], verdict),
+        now,
+    )
 
 
 async def _create_run(
@@ -268,15 +369,16 @@ async def _create_run(
     selector = None
     if spec.accelerator is not None:
         selector = ctx.accelerators.node_selector(spec.accelerator.type)
-    if spec.workers > 1:
-        service = desired_headless_service(tj, run)
-        # AlreadyExists: made by an attempt that crashed before its Job (same run, same name).
-        with contextlib.suppress(kube.AlreadyExists):
-            await ctx.kube.create(kube.SERVICES, service, namespace)
     try:
+        if spec.workers > 1:
+            # AlreadyExists: made by an attempt that crashed before its Job (same run).
+            with contextlib.suppress(kube.AlreadyExists):
+                await ctx.kube.create(kube.SERVICES, desired_headless_service(tj, run), namespace)
         return await ctx.kube.create(kube.JOBS, desired_job(tj, spec, run, selector), namespace)
     except kube.AlreadyExists:
         return None
+    except kube.Invalid as error:
+        raise RunRejected(rejected_run(run.name, error.message)) from error
 
 
 async def _stop_active_runs(

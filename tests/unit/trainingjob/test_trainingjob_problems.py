@@ -1,0 +1,76 @@
+"""Problems that stop runs: each is a Ready verdict saying what is wrong and what to do, and
+a refused Job is remembered for exactly the spec generation it was refused for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kiln_operator.decisions.problems import (
+    refused_request,
+    rejected_run,
+    remembered_rejection,
+    unreadable_spec,
+)
+
+
+def ready(reason: str, generation: int) -> list[dict[str, Any]]:
+    return [
+        {"type": "Running", "status": "False", "reason": "NoActiveRun", "observedGeneration": 4},
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": reason,
+            "message": "the API server refused the Job of run iris-r1-x: bad env",
+            "observedGeneration": generation,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("conditions", "remembered"),
+    [
+        pytest.param([], False, id="no-conditions"),
+        pytest.param(ready("RunRejected", 4), True, id="rejected-this-generation"),
+        pytest.param(ready("RunRejected", 3), False, id="rejected-an-older-spec"),
+        pytest.param(ready("UnknownAccelerator", 4), False, id="another-problem"),
+    ],
+)
+def test_a_rejection_is_remembered_for_its_generation_only(
+    conditions: list[dict[str, Any]], remembered: bool
+) -> None:
+    verdict = remembered_rejection(conditions, generation=4)
+    assert (verdict is not None) is remembered
+    if verdict is not None:
+        assert verdict.message.endswith("bad env")
+
+
+def test_a_rejected_run_names_the_run_and_the_api_servers_words() -> None:
+    verdict = rejected_run("iris-r2-abc", "spec.template.spec.containers[0].env[0]: Invalid")
+    assert (verdict.type, verdict.status, verdict.reason) == ("Ready", "False", "RunRejected")
+    assert "iris-r2-abc" in verdict.message
+    assert "containers[0].env[0]: Invalid" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        pytest.param(403, "grant the operator's service account", id="forbidden"),
+        pytest.param(400, "retries with backoff", id="bad-request"),
+    ],
+)
+def test_a_refused_request_says_what_was_refused_and_what_to_do(status: int, hint: str) -> None:
+    verdict = refused_request("create", "/apis/batch/v1/namespaces/ml/jobs", status, "no")
+    assert verdict.reason == "ApiRequestRefused"
+    assert "create /apis/batch/v1/namespaces/ml/jobs" in verdict.message
+    assert hint in verdict.message
+
+
+def test_an_unreadable_spec_lists_the_first_errors_by_field() -> None:
+    errors = [{"loc": ("field", index), "msg": "bad"} for index in range(8)]
+    verdict = unreadable_spec(errors)
+    assert verdict.reason == "InvalidSpec"
+    assert "spec.field.0: bad" in verdict.message
+    assert "spec.field.5" not in verdict.message
+    assert "(and 3 more)" in verdict.message

@@ -1,0 +1,219 @@
+"""A reconcile that meets a refusing API server or an unreadable object: the problem becomes a
+condition and a Warning event, a permanent one is not retried until the spec changes, and a
+reconcile with nothing new writes nothing.
+
+The API is faked at Kiln's own boundary (the methods of :class:`kiln_operator.kube.Kube`),
+because the refusals under test (a Job the API server's pod validation rejects, RBAC) are
+not something the API emulator of the cluster tier reproduces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+
+from kiln_operator import kube
+from kiln_operator.reconcilers.trainingjob import TrainingJobContext, reconcile
+from tests.unit.trainingjob.factories import training_job
+
+Obj = dict[str, Any]
+NOW = dt.datetime(2026, 3, 2, 10, 30, tzinfo=dt.UTC)
+WRITES = ("create", "patch", "delete")
+
+
+class FakeKube:
+    """An in-memory stand-in for :class:`kube.Kube` that records every call and raises the
+    errors a test plants for a verb and resource."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Obj] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.refusals: dict[tuple[str, str], kube.ApiError] = {}
+        self._uids = itertools.count(1)
+
+    def refuse(self, verb: str, resource: kube.Resource, status: int, message: str) -> None:
+        path = resource.collection_path("ml")
+        error = {403: kube.Forbidden, 422: kube.Invalid}[status]
+        self.refusals[(verb, resource.plural)] = error(verb, path, status, {"message": message})
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [call for call in self.calls if call[0] in WRITES]
+
+    def _call(self, verb: str, resource: kube.Resource) -> None:
+        self.calls.append((verb, resource.plural))
+        refusal = self.refusals.get((verb, resource.plural))
+        if refusal is not None:
+            raise refusal
+
+    async def get_or_none(self, resource: kube.Resource, name: str, namespace: str) -> Obj | None:
+        self._call("get", resource)
+        found = self.objects.get((resource.plural, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list(
+        self, resource: kube.Resource, namespace: str, label_selector: str | None = None
+    ) -> list[Obj]:
+        self._call("list", resource)
+        wanted = dict([label_selector.split("=", 1)]) if label_selector else {}
+        return [
+            copy.deepcopy(obj)
+            for (plural, ns, _), obj in sorted(self.objects.items())
+            if plural == resource.plural
+            and ns == namespace
+            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
+        ]
+
+    async def create(self, resource: kube.Resource, obj: Obj, namespace: str) -> Obj:
+        self._call("create", resource)
+        meta = obj["metadata"]
+        name = meta.get("name") or f"{meta.get('generateName', 'x')}{next(self._uids)}"
+        key = (resource.plural, namespace, name)
+        if key in self.objects:
+            raise kube.AlreadyExists("create", name, 409, {"reason": "AlreadyExists"})
+        stored = copy.deepcopy(obj)
+        stored["metadata"].update(name=name, namespace=namespace, uid=f"uid-{next(self._uids)}")
+        stored["metadata"].setdefault("creationTimestamp", "2026-03-02T10:00:00Z")
+        stored["metadata"].setdefault("generation", 1)
+        self.objects[key] = stored
+        return copy.deepcopy(stored)
+
+    async def merge_patch(
+        self,
+        resource: kube.Resource,
+        name: str,
+        namespace: str,
+        patch: Obj,
+        subresource: str | None = None,
+    ) -> Obj:
+        self._call("patch", resource)
+        obj = self.objects[(resource.plural, namespace, name)]
+        for part, fields in patch.items():
+            target = obj.setdefault(part, {})
+            for field, value in fields.items():
+                if value is None:
+                    target.pop(field, None)
+                else:
+                    target[field] = copy.deepcopy(value)
+        return copy.deepcopy(obj)
+
+    async def delete(self, resource: kube.Resource, name: str, namespace: str, **_: Any) -> None:
+        self._call("delete", resource)
+        self.objects.pop((resource.plural, namespace, name), None)
+
+    # -- what tests look at -----------------------------------------------------------------
+
+    def add_training_job(self, obj: Obj) -> None:
+        self.objects[("trainingjobs", "ml", obj["metadata"]["name"])] = copy.deepcopy(obj)
+
+    def training_job(self) -> Obj:
+        return self.objects[("trainingjobs", "ml", "iris")]
+
+    def edit_spec(self, **spec: Any) -> None:
+        tj = self.training_job()
+        tj["spec"].update(spec)
+        tj["metadata"]["generation"] += 1
+
+    def ready(self) -> Obj:
+        conditions = self.training_job().get("status", {}).get("conditions", [])
+        return next(c for c in conditions if c["type"] == "Ready")
+
+    def events(self) -> list[tuple[str, str]]:
+        return [
+            (obj["type"], obj["reason"])
+            for (plural, _, _), obj in self.objects.items()
+            if plural == "events"
+        ]
+
+    def jobs(self) -> list[str]:
+        return [name for (plural, _, name) in self.objects if plural == "jobs"]
+
+
+def run_reconcile(api: FakeKube) -> Any:
+    ctx = TrainingJobContext(client=api, clock=lambda: NOW)  # type: ignore[arg-type]
+    return asyncio.run(reconcile(ctx, ("ml", "iris")))
+
+
+@pytest.fixture
+def api() -> FakeKube:
+    fake = FakeKube()
+    fake.add_training_job(training_job())
+    return fake
+
+
+def test_a_job_the_api_server_refuses_is_a_condition_and_a_warning_event(api: FakeKube) -> None:
+    api.refuse("create", kube.JOBS, 422, 'Job.batch "iris-r1" is invalid: env[0].valueFrom')
+    run_reconcile(api)
+    ready = api.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "RunRejected")
+    assert "env[0].valueFrom" in ready["message"]
+    assert ready["observedGeneration"] == 1
+    assert ("Warning", "RunRejected") in api.events()
+    assert api.jobs() == []
+
+
+def test_a_refused_job_is_not_retried_until_the_spec_changes(api: FakeKube) -> None:
+    api.refuse("create", kube.JOBS, 422, "spec.template: Invalid value")
+    run_reconcile(api)
+    api.calls.clear()
+
+    run_reconcile(api)
+    run_reconcile(api)
+    assert api.writes() == [], "a refused Job was retried although the spec is unchanged"
+
+    del api.refusals[("create", "jobs")]
+    api.edit_spec(image="train:2")
+    run_reconcile(api)
+    assert len(api.jobs()) == 1
+    assert api.ready()["reason"] != "RunRejected"
+
+
+def test_a_forbidden_write_is_a_condition_and_raised_for_a_retry_with_backoff(
+    api: FakeKube,
+) -> None:
+    api.refuse("create", kube.JOBS, 403, 'jobs.batch is forbidden: User "kiln" cannot create')
+    with pytest.raises(kube.Forbidden):
+        run_reconcile(api)
+    ready = api.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "ApiRequestRefused")
+    assert "grant the operator's service account" in ready["message"]
+    assert ("Warning", "ApiRequestRefused") in api.events()
+
+    # Still forbidden: retried (not remembered), but status and events are not rewritten.
+    api.calls.clear()
+    with pytest.raises(kube.Forbidden):
+        run_reconcile(api)
+    assert api.writes() == [("create", "jobs")]
+
+    del api.refusals[("create", "jobs")]
+    run_reconcile(api)
+    assert len(api.jobs()) == 1
+    assert api.ready()["reason"] == "NoRunFinished"
+
+
+def test_a_spec_the_operator_cannot_read_is_a_condition_not_a_crash(api: FakeKube) -> None:
+    api.training_job()["spec"]["workers"] = "many"
+    outcome = run_reconcile(api)
+    assert outcome.requeue_after is None
+    ready = api.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.workers" in ready["message"]
+    assert ("Warning", "InvalidSpec") in api.events()
+    assert api.jobs() == []
+
+    api.calls.clear()
+    run_reconcile(api)
+    assert api.writes() == []
+
+
+def test_a_second_reconcile_of_an_unchanged_world_writes_nothing(api: FakeKube) -> None:
+    run_reconcile(api)
+    assert len(api.jobs()) == 1
+    run_reconcile(api)  # sees its own Job and status
+    api.calls.clear()
+    run_reconcile(api)
+    assert api.writes() == []
