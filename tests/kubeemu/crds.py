@@ -120,8 +120,8 @@ def validate_crd(
     if not isinstance(versions, list) or not versions:
         causes.append(
             Cause(
-                "FieldValueInvalid",
-                "Invalid value: must have exactly one version marked as storage version",
+                "FieldValueRequired",
+                "Required value: must have at least one version",
                 "spec.versions",
             )
         )
@@ -131,8 +131,8 @@ def validate_crd(
         causes.append(
             Cause(
                 "FieldValueInvalid",
-                f"Invalid value: {_go_slice(versions)}: must have exactly one version marked as "
-                "storage version",
+                f"Invalid value: {_versions_value(versions)}: must have exactly one version "
+                "marked as storage version",
                 "spec.versions",
             )
         )
@@ -163,8 +163,9 @@ def _version_schema(version: Any) -> Any:
     return version["schema"].get("openAPIV3Schema")
 
 
-def _go_slice(versions: list[Any]) -> str:
-    return "[]apiextensions.CustomResourceDefinitionVersion{...}" if versions else "[]"
+def _versions_value(versions: list[Any]) -> str:
+    """The bad value as Go prints it, abbreviated: the real message dumps every version."""
+    return "[]apiextensions.CustomResourceDefinitionVersion{...}"
 
 
 def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
