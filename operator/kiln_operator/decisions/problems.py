@@ -2,11 +2,12 @@
 tells the user what is wrong and what to do.
 
 Some are read off the spec and the operator's configuration (an unknown accelerator type,
-an unusable schedule); some only the API server can find (a spec the operator's model
-cannot read, a Job it refuses with 422, a request RBAC forbids). A refused Job is
-permanent for its spec: it is remembered through the ``Ready`` condition's
-``observedGeneration`` and not retried until the spec changes, while a refused request of
-any other kind is retried with backoff (a human may fix RBAC or a quota meanwhile).
+an unusable schedule, hyperparameter names that cannot become distinct variables); some
+only the API server can find (a spec the operator's model cannot read, a Job it refuses
+with 422, a request RBAC forbids). A refused Job is permanent for its spec: it is
+remembered through the ``Ready`` condition's ``observedGeneration`` and not retried until
+the spec changes, while a refused request of any other kind is retried with backoff (a
+human may fix RBAC or a quota meanwhile).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from kiln_operator import naming
 from kiln_operator.accelerators import AcceleratorMap
 from kiln_operator.api.trainingjob import TrainingJobSpec
 from kiln_operator.conditions import Verdict, find_condition
@@ -21,6 +23,7 @@ from kiln_operator.decisions.schedule import ScheduleError, validate_schedule
 
 UNKNOWN_ACCELERATOR: Final = "UnknownAccelerator"
 INVALID_SCHEDULE: Final = "InvalidSchedule"
+INVALID_HYPERPARAMETERS: Final = "InvalidHyperparameters"
 INVALID_SPEC: Final = "InvalidSpec"
 RUN_REJECTED: Final = "RunRejected"
 API_REQUEST_REFUSED: Final = "ApiRequestRefused"
@@ -39,6 +42,33 @@ def configuration_problem(spec: TrainingJobSpec, accelerators: AcceleratorMap) -
             validate_schedule(spec.schedule, spec.time_zone)
         except ScheduleError as error:
             return Verdict("Ready", "False", INVALID_SCHEDULE, str(error))
+    unusable = hyperparameter_name_problem(spec.hyperparameters or {})
+    if unusable is not None:
+        return Verdict("Ready", "False", INVALID_HYPERPARAMETERS, unusable)
+    return None
+
+
+def hyperparameter_name_problem(hyperparameters: Mapping[str, str]) -> str | None:
+    """Why the hyperparameters' names cannot become distinct ``KILN_HP_<NAME>`` variables:
+    a name with no letter or digit, or two names that differ only in case or punctuation."""
+    meaningless = sorted(name for name in hyperparameters if not any(c.isalnum() for c in name))
+    if meaningless:
+        return (
+            f"hyperparameter names {meaningless} have no letter or digit to name an "
+            "environment variable after; rename them"
+        )
+    by_variable: dict[str, list[str]] = {}
+    for name in sorted(hyperparameters):
+        by_variable.setdefault(naming.hyperparameter_env_name(name), []).append(name)
+    clashes = [
+        f"{names} -> {variable}" for variable, names in by_variable.items() if len(names) > 1
+    ]
+    if clashes:
+        return (
+            "hyperparameters would share an environment variable: "
+            + "; ".join(clashes)
+            + "; rename them so each has its own"
+        )
     return None
 
 

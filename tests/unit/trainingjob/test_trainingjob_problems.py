@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 
+from kiln_operator.accelerators import AcceleratorMap
 from kiln_operator.decisions.problems import (
+    configuration_problem,
+    hyperparameter_name_problem,
     refused_request,
     rejected_run,
     remembered_rejection,
     unreadable_spec,
 )
+from tests.unit.trainingjob.factories import spec_of, training_job
 
 
 def ready(reason: str, generation: int) -> list[dict[str, Any]]:
@@ -74,3 +78,33 @@ def test_an_unreadable_spec_lists_the_first_errors_by_field() -> None:
     assert "spec.field.0: bad" in verdict.message
     assert "spec.field.5" not in verdict.message
     assert "(and 3 more)" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        pytest.param(["learning_rate", "C", "max-depth"], None, id="usable"),
+        pytest.param(["élan", "n.estimators"], None, id="accents-and-dots-become-underscores"),
+        pytest.param(["learning-rate", "learning_rate"], "KILN_HP_LEARNING_RATE", id="dash-vs-us"),
+        pytest.param(["lr", "LR"], "KILN_HP_LR", id="case-only"),
+        pytest.param(["--"], "no letter or digit", id="punctuation-only"),
+        pytest.param([""], "no letter or digit", id="empty"),
+    ],
+)
+def test_hyperparameter_names_must_become_distinct_variables(
+    names: list[str], problem: str | None
+) -> None:
+    found = hyperparameter_name_problem(dict.fromkeys(names, "1"))
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+def test_clashing_hyperparameters_block_runs_with_a_clear_reason() -> None:
+    spec = spec_of(training_job(hyperparameters={"lr": "0.1", "LR": "0.2"}))
+    verdict = configuration_problem(spec, AcceleratorMap())
+    assert verdict is not None
+    assert (verdict.status, verdict.reason) == ("False", "InvalidHyperparameters")
+    assert "['LR', 'lr'] -> KILN_HP_LR" in verdict.message
