@@ -10,21 +10,17 @@ kopf would retry with its own backoff and write its own bookkeeping.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 import kopf
 
 from kiln_operator import API_GROUP, API_VERSION, kube, naming
+from kiln_operator.decisions.retry import retry_delay
 from kiln_operator.metrics import RECONCILE_SECONDS, RECONCILES
+from kiln_operator.objectlog import object_log
 from kiln_operator.reconcilers import trainingjob
 from kiln_operator.workqueue import Key, WorkQueue
-
-log = logging.getLogger("kiln.operator")
-
-#: Seconds before retrying after a transient error, by consecutive failure count.
-RETRY_BACKOFF: Final = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def register(registry: kopf.OperatorRegistry, ctx: trainingjob.TrainingJobContext) -> WorkQueue:
@@ -32,28 +28,20 @@ def register(registry: kopf.OperatorRegistry, ctx: trainingjob.TrainingJobContex
     failures: dict[Key, int] = {}
 
     async def reconcile_key(key: Key) -> float | None:
-        namespace, name = key
         with RECONCILE_SECONDS.labels("TrainingJob").time():
             try:
                 outcome = await trainingjob.reconcile(ctx, key)
             except Exception as error:
-                if not kube.is_transient(error) and not isinstance(error, kube.ApiError):
-                    RECONCILES.labels("TrainingJob", "error").inc()
-                    log.exception("reconcile of TrainingJob %s/%s failed", namespace, name)
-                    return RETRY_BACKOFF[-1]
+                transient = kube.is_transient(error)
                 count = failures[key] = failures.get(key, 0) + 1
-                delay = RETRY_BACKOFF[min(count, len(RETRY_BACKOFF)) - 1]
-                if not kube.is_transient(error):
-                    # Forbidden, Invalid...: a human has to act; keep checking, slowly.
-                    delay = RETRY_BACKOFF[-1]
-                RECONCILES.labels("TrainingJob", "requeued").inc()
-                log.warning(
-                    "reconcile of TrainingJob %s/%s: %s; retrying in %.0fs",
-                    namespace,
-                    name,
-                    error,
-                    delay,
-                )
+                delay = retry_delay(transient, count)
+                log = object_log("TrainingJob", *key)
+                if transient or isinstance(error, kube.ApiError):
+                    RECONCILES.labels("TrainingJob", "requeued").inc()
+                    log.warning("reconcile failed: %s; retrying in %.0fs", error, delay)
+                else:
+                    RECONCILES.labels("TrainingJob", "error").inc()
+                    log.exception("reconcile failed; retrying in %.0fs", delay)
                 return delay
         failures.pop(key, None)
         RECONCILES.labels("TrainingJob", "ok").inc()

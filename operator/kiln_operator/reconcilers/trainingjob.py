@@ -63,9 +63,10 @@ from kiln_operator.decisions.triggers import (
     format_time,
     parse_time,
 )
+from kiln_operator.objectlog import OPERATOR_LOGGER, ObjectLog, object_log
 from kiln_operator.workqueue import Key, WorkQueue
 
-log = logging.getLogger("kiln.operator")
+log = logging.getLogger(OPERATOR_LOGGER)
 
 #: Fault injection for the crash tests only: the operator SIGKILLs itself right after
 #: creating a run's Job ("job-created") or a ModelVersion ("modelversion-created"),
@@ -300,12 +301,8 @@ async def _write_children(
             if not await _start(ctx, observed, decision, progress):
                 return False
         except RunRejected as rejection:
-            log.warning(
-                "TrainingJob %s/%s: run %s refused: %s",
-                namespace,
-                name,
-                decision.start.name,
-                rejection.verdict.message,
+            _log(namespace, name).warning(
+                "run %s refused: %s", decision.start.name, rejection.verdict.message
             )
             progress.rejection = rejection.verdict
     await _apply_suspension(client, namespace, progress.rows, spec.suspend)
@@ -325,16 +322,13 @@ async def _start(
         )
     created = await _create_run(ctx, observed, decision)
     if created is None:
-        log.info(
-            "TrainingJob %s/%s: run %s was created by another writer; re-reading",
-            namespace,
-            name,
-            decision.start.name,
+        _log(namespace, name).info(
+            "run %s was created by another writer; re-reading", decision.start.name
         )
         return False
     progress.rows = [*progress.rows, run_from_job(created, [], None)]
     progress.started = decision.start.name
-    log.info("TrainingJob %s/%s: started run %s", namespace, name, progress.started)
+    _log(namespace, name).info("started run %s", progress.started)
     _maybe_crash(ctx, "job-created")
     return True
 
@@ -350,7 +344,7 @@ async def _report_unreadable_spec(
     patch = status_patch(status, desired)
     if not patch:
         return
-    log.warning("TrainingJob %s/%s: %s", namespace, name, verdict.message)
+    _log(namespace, name).warning("%s", verdict.message)
     await ctx.kube.merge_patch(kube.TRAINING_JOBS, name, namespace, {"status": patch}, "status")
     await _post(
         ctx.kube,
@@ -450,7 +444,9 @@ async def _create_model_version(
         try:
             created = await ctx.kube.create(kube.MODEL_VERSIONS, body, namespace)
         except kube.AlreadyExists:
-            log.info("ModelVersion %s/%s is taken; re-reading", namespace, body["metadata"]["name"])
+            _log(namespace, tj["metadata"]["name"]).info(
+                "ModelVersion %s is taken; re-reading", body["metadata"]["name"]
+            )
             model_versions = await ctx.kube.list(kube.MODEL_VERSIONS, namespace)
             existing = registered_version_of(row.name, uid, model_versions)
             if existing is not None:
@@ -460,12 +456,8 @@ async def _create_model_version(
             message = f"the ModelVersion was refused: {error.message}"
             return replace(row, reason=REGISTRATION_FAILED, message=message), model_versions
         _maybe_crash(ctx, "modelversion-created")
-        log.info(
-            "TrainingJob %s/%s: run %s registered %s",
-            namespace,
-            tj["metadata"]["name"],
-            row.name,
-            created["metadata"]["name"],
+        _log(namespace, tj["metadata"]["name"]).info(
+            "run %s registered %s", row.name, created["metadata"]["name"]
         )
         return _registered(row, created["metadata"]["name"]), [*model_versions, created]
     raise kube.Unavailable(
@@ -512,7 +504,9 @@ async def _post(
         try:
             await client.create(kube.EVENTS, event, namespace)
         except kube.ApiError as error:
-            log.warning("could not post event %s on %s: %s", notice.reason, namespace, error)
+            _log(namespace, training_job["metadata"]["name"]).warning(
+                "could not post event %s: %s", notice.reason, error
+            )
 
 
 def _requeue_after(
@@ -526,6 +520,10 @@ def _requeue_after(
         # Wake just after the scheduled second so the decision sees it as due.
         delay = min(delay, max((next_time - now).total_seconds(), 0.0) + 0.5)
     return delay
+
+
+def _log(namespace: str, name: str) -> ObjectLog:
+    return object_log("TrainingJob", namespace, name)
 
 
 def _maybe_crash(ctx: TrainingJobContext, point: str) -> None:
