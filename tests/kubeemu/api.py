@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.kubeemu import apply as server_side_apply
 from tests.kubeemu import deletion, events, fieldsets, metadata, patch, strategic
+from tests.kubeemu.builtin_validation import builtin_causes
 from tests.kubeemu.controllers import Controllers
 from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
 from tests.kubeemu.customresources import check_custom_resource
@@ -519,6 +520,8 @@ class Api:
             )
         if rt.storage_key == CRD_KEY and subresource != "status":
             causes.extend(validate_crd(obj, old, self.registry))
+        if not rt.is_custom and subresource != "status":
+            causes.extend(builtin_causes(rt.storage_key, obj, old))
         if causes:
             raise invalid(rt.kind, rt.group, name, causes)
         if rt.is_custom and rt.schema is not None:

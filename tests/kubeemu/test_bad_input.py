@@ -54,7 +54,12 @@ def fresh_api() -> Api:
     widgets = served(api, "ref.example.dev", "v1alpha1", "widgets")
     api.create(widgets, "ns", {"metadata": {"name": "w"}, "spec": {"model": "m"}}, AS_TEST)
     deployments = served(api, "apps", "v1", "deployments")
-    api.create(deployments, "ns", {"metadata": {"name": "w"}, "spec": {}}, AS_TEST)
+    template = {
+        "metadata": {"labels": {"app": "w"}},
+        "spec": {"containers": [{"name": "c", "image": "i"}]},
+    }
+    spec = {"selector": {"matchLabels": {"app": "w"}}, "template": template}
+    api.create(deployments, "ns", {"metadata": {"name": "w"}, "spec": spec}, AS_TEST)
     return api
 
 

@@ -134,9 +134,10 @@ def test_strategic_merge_patch_directives(api: Api) -> None:
     }
     result = patched(api, deployments, STRATEGIC_PATCH, delete_side)
     assert [c["name"] for c in containers_of(result)] == ["app"]
-    replace_selector = {"spec": {"selector": {"$patch": "replace", "matchLabels": {"x": "y"}}}}
-    result = patched(api, deployments, STRATEGIC_PATCH, replace_selector)
-    assert result["spec"]["selector"] == {"matchLabels": {"x": "y"}}
+    labels = {"$patch": "replace", "labels": {"app": "web", "tier": "front"}}
+    replace_metadata = {"spec": {"template": {"metadata": labels}}}
+    result = patched(api, deployments, STRATEGIC_PATCH, replace_metadata)
+    assert result["spec"]["template"]["metadata"] == {"labels": {"app": "web", "tier": "front"}}
 
 
 def test_strategic_merge_patch_merges_finalizers_as_a_set(api: Api) -> None:
