@@ -53,8 +53,19 @@ def _managed_sets(obj: Obj) -> list[tuple[tuple[str, str, str], frozenset[Any]]]
     return sorted(((fieldsets.entry_key(e), paths) for e, paths in entries), key=lambda x: x[0])
 
 
-def _spec_part(obj: Obj) -> Obj:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _generation_part(obj: Obj, status_is_separate: bool) -> Obj:
+    """What a change must touch to bump `generation`: all but metadata (and status, when it
+    has its own subresource)."""
+    skipped = (
+        ("metadata", "apiVersion", "kind", "status")
+        if status_is_separate
+        else (
+            "metadata",
+            "apiVersion",
+            "kind",
+        )
+    )
+    return {k: v for k, v in obj.items() if k not in skipped}
 
 
 class Api:
@@ -469,7 +480,8 @@ class Api:
         if not rt.is_custom and subresource != "status":
             apply_defaults(rt.storage_key, new, old)
         new = self._validated(rt, new, old, subresource, options)
-        if rt.has_generation and _spec_part(new) != _spec_part(old):
+        separate = rt.status_subresource
+        if rt.has_generation and _generation_part(new, separate) != _generation_part(old, separate):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if not applied:
             meta["managedFields"] = fieldsets.record_update(

@@ -164,3 +164,19 @@ def test_pods_start_pending(api: Api) -> None:
     body = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
     pod = api.create(pods, "ns", body, AS_TEST)
     assert pod["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
+
+
+def test_without_a_status_subresource_status_changes_bump_generation(api: Api) -> None:
+    crds = served(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    crd = load_yaml(REFERENCE / "widget-crd.yaml")
+    crd["metadata"]["name"] = "gadgets.ref.example.dev"
+    crd["spec"]["names"] = {"kind": "Gadget", "plural": "gadgets"}
+    del crd["spec"]["versions"][0]["subresources"]
+    api.create(crds, "", crd, AS_TEST)
+    gadgets = served(api, "ref.example.dev", "v1alpha1", "gadgets")
+    api.create(gadgets, "ns", widget("g"), AS_TEST)
+    patched, _ = api.patch(
+        gadgets, "ns", "g", MERGE_PATCH, {"status": {"phase": "Ok"}}, "", AS_TEST
+    )
+    assert patched["status"] == {"phase": "Ok"}
+    assert patched["metadata"]["generation"] == 2
