@@ -192,6 +192,20 @@ def decode_problem(meta: dict[str, Any]) -> str | None:
 
 def owner_reference_causes(meta: dict[str, Any]) -> list[Cause]:
     causes = []
+    controllers = [
+        f"{ref.get('kind')}/{ref.get('name')}"
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("controller") is True
+    ]
+    if len(controllers) > 1:
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                "Invalid value: []v1.OwnerReference{...}: Only one reference can have Controller "
+                f'set to true. Found "true" in references for {" and ".join(controllers)}',
+                "metadata.ownerReferences",
+            )
+        )
     for ref in meta.get("ownerReferences") or []:
         for key, message in (
             ("apiVersion", "version must not be empty"),
