@@ -180,3 +180,17 @@ def test_without_a_status_subresource_status_changes_bump_generation(api: Api) -
     )
     assert patched["status"] == {"phase": "Ok"}
     assert patched["metadata"]["generation"] == 2
+
+
+def test_only_one_owner_reference_may_be_the_controller(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    refs = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": n, "uid": n, "controller": True}
+        for n in ("a", "b")
+    ]
+    body = {"metadata": {"name": "c", "ownerReferences": refs}}
+    error = refused(lambda: api.create(configmaps, "ns", body, AS_TEST))
+    assert error.code == 422
+    assert error.causes[0].message.endswith(
+        'Found "true" in references for ConfigMap/a and ConfigMap/b'
+    )
