@@ -266,3 +266,18 @@ def test_a_version_from_the_future_times_out(http: Http, namespace: str) -> None
     assert (status, answer["reason"]) == (504, "Timeout")
     [event] = http.watch(path, {"resourceVersion": "999999999"})
     assert (event["type"], event["object"]["code"]) == ("ERROR", 504)
+
+
+def test_initial_events_end_with_an_annotated_bookmark(http: Http, namespace: str) -> None:
+    make_config_maps(http, namespace, {"one": {}})
+    events = http.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {
+            "sendInitialEvents": "true",
+            "resourceVersionMatch": "NotOlderThan",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "1",
+        },
+    )
+    assert [e["type"] for e in events[:2]] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
