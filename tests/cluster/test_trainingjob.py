@@ -505,6 +505,30 @@ def test_a_version_name_held_by_another_models_object_is_skipped_not_retried_for
     assert versions == {"iris-v1": "iris-legacy", "iris-v2": "iris"}
 
 
+def test_a_training_job_recreated_over_orphaned_runs_numbers_past_them(
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    """``kubectl delete --cascade=orphan`` leaves the runs' Jobs; a namesake created later
+    must neither adopt them nor collide with their names."""
+    kube.apply_manifest([training_job()], namespace)
+    (orphan,) = wait_for_jobs(kube, namespace, 1)
+    wait_for_status(kube, namespace, lambda s: s.get("latestRun") == orphan["metadata"]["name"])
+    kube.delete(KILN, "TrainingJob", "iris", namespace, propagation_policy="Orphan")
+    wait_until(
+        "the TrainingJob to be gone",
+        lambda: kube.get_or_none(KILN, "TrainingJob", "iris", namespace) is None,
+    )
+
+    kube.apply_manifest([training_job()], namespace)
+    old, new = wait_for_jobs(kube, namespace, 2)
+    assert old["metadata"]["name"] == orphan["metadata"]["name"]
+    assert new["metadata"]["annotations"]["kiln.dev/run-number"] == "2"
+    status = wait_for_status(
+        kube, namespace, lambda s: s.get("latestRun") == new["metadata"]["name"]
+    )
+    assert [row["name"] for row in status["runs"]] == [new["metadata"]["name"]]
+
+
 # -- failures ------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ INVALID_SCHEDULE: Final = "InvalidSchedule"
 INVALID_HYPERPARAMETERS: Final = "InvalidHyperparameters"
 INVALID_SPEC: Final = "InvalidSpec"
 RUN_REJECTED: Final = "RunRejected"
+RUN_NAME_TAKEN: Final = "RunNameTaken"
 API_REQUEST_REFUSED: Final = "ApiRequestRefused"
 
 #: How many of a spec's validation errors a condition lists.
@@ -102,6 +103,17 @@ def rejected_run(run: str, api_message: str) -> Verdict:
         RUN_REJECTED,
         f"the API server refused the Job of run {run}: {api_message}. Fix the spec (often an "
         "env, resources or security context field); no run starts until the spec changes",
+    )
+
+
+def run_name_taken(run: str) -> Verdict:
+    """The verdict when a Job this TrainingJob does not own holds the name of its next run."""
+    return Verdict(
+        "Ready",
+        "False",
+        RUN_NAME_TAKEN,
+        f"a Job named {run} exists that this TrainingJob does not own, so run {run} cannot "
+        "start; delete or rename that Job",
     )
 
 

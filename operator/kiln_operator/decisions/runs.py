@@ -164,7 +164,7 @@ def run_from_job(job: Obj, pods: Sequence[Obj], previous: RunRow | None) -> RunR
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     base = RunRow(
         name=meta["name"],
-        number=_run_number(annotations.get(naming.RUN_NUMBER_ANNOTATION)),
+        number=job_run_number(job),
         trigger=_trigger(annotations.get(naming.TRIGGER_ANNOTATION)),
         phase="Pending",
         job=meta["name"],
@@ -337,10 +337,12 @@ def _without_job(row: RunRow) -> RunRow:
     return row
 
 
-def _run_number(annotation: str | None) -> int:
-    """The run number a Job carries; 0 (unknown) when someone edited it into nonsense."""
+def job_run_number(job: Obj) -> int:
+    """The run number a Job carries; 0 (unknown) when it has none or someone edited it
+    into nonsense."""
+    annotations = job["metadata"].get("annotations") or {}
     try:
-        return max(int(annotation or 0), 0)
+        return max(int(annotations.get(naming.RUN_NUMBER_ANNOTATION) or 0), 0)
     except ValueError:
         return 0
 

@@ -13,7 +13,7 @@ a crash) as well as against status, so a restarted operator never starts the sam
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,9 +97,15 @@ def decide_start(
     now: dt.datetime,
     blocked: bool = False,
     request: RunRequest | None = None,
+    numbers_taken: Collection[int] = (),
 ) -> StartDecision:
-    """Decide at ``now``. ``blocked`` (a configuration problem) starts nothing."""
-    number = max((row.number for row in rows), default=0) + 1
+    """Decide at ``now``. ``blocked`` (a configuration problem) starts nothing.
+
+    ``numbers_taken`` are run numbers of Jobs labelled with this TrainingJob's name that it
+    does not own (left behind by a namesake deleted with ``--cascade=orphan``): a new run
+    numbers past them, so its name never collides with theirs.
+    """
+    number = max((*(row.number for row in rows), *numbers_taken), default=0) + 1
     latest = rows[-1] if rows else None
     handled = _handled_request(rows, run_annotation, handled_run_request)
     last_scheduled = _last_scheduled(rows, last_schedule_time)

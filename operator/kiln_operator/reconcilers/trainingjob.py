@@ -35,6 +35,7 @@ from kiln_operator.decisions.problems import (
     refused_request,
     rejected_run,
     remembered_rejection,
+    run_name_taken,
     unreadable_spec,
 )
 from kiln_operator.decisions.registration import (
@@ -46,6 +47,7 @@ from kiln_operator.decisions.runs import (
     REGISTERED,
     REGISTRATION_FAILED,
     RunRow,
+    job_run_number,
     observe_runs,
     run_from_job,
 )
@@ -109,6 +111,8 @@ class Observed:
     jobs: list[dict[str, Any]]
     pods: list[dict[str, Any]]
     model_versions: list[dict[str, Any]]
+    foreign_run_numbers: frozenset[int] = frozenset()
+    """Run numbers of Jobs labelled with the TrainingJob's name that it does not own."""
 
 
 async def reconcile(
@@ -165,7 +169,8 @@ class UnreadableSpec(Exception):
 
 
 class RunRejected(Exception):
-    """The API server refused a run's Job (422): permanent for this spec."""
+    """A run's Job cannot be created: the API server refused it (422, permanent for this
+    spec), or a Job the TrainingJob does not own holds its name."""
 
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.message)
@@ -186,7 +191,9 @@ async def gather(client: kube.Kube, namespace: str, name: str) -> Observed | Non
         raise UnreadableSpec(training_job, unreadable_spec(error.errors())) from None
     uid = training_job["metadata"]["uid"]
     selector = f"{naming.TRAINING_JOB_LABEL}={naming.label_value(name)}"
-    jobs = [job for job in await client.list(kube.JOBS, namespace, selector) if _owned_by(job, uid)]
+    labelled = await client.list(kube.JOBS, namespace, selector)
+    jobs = [job for job in labelled if _owned_by(job, uid)]
+    foreign = frozenset(job_run_number(job) for job in labelled if not _owned_by(job, uid))
     run_names = {job["metadata"]["name"] for job in jobs}
     pods = [
         pod
@@ -194,7 +201,7 @@ async def gather(client: kube.Kube, namespace: str, name: str) -> Observed | Non
         if (pod["metadata"].get("labels") or {}).get(naming.RUN_LABEL) in run_names
     ]
     model_versions = await client.list(kube.MODEL_VERSIONS, namespace)
-    return Observed(training_job, spec, jobs, pods, model_versions)
+    return Observed(training_job, spec, jobs, pods, model_versions, foreign)
 
 
 def _key_of(training_job: Mapping[str, Any]) -> Key:
@@ -235,6 +242,7 @@ async def _decide_and_write(
         now=now,
         blocked=blocked is not None,
         request=request,
+        numbers_taken=observed.foreign_run_numbers,
     )
     notices: list[Notice] = []
     if decision.schedule_error and blocked is None:
@@ -370,6 +378,10 @@ async def _create_run(
                 await ctx.kube.create(kube.SERVICES, desired_headless_service(tj, run), namespace)
         return await ctx.kube.create(kube.JOBS, desired_job(tj, spec, run, selector), namespace)
     except kube.AlreadyExists:
+        namesake = await ctx.kube.get_or_none(kube.JOBS, run.name, namespace)
+        if namesake is not None and not _owned_by(namesake, tj["metadata"]["uid"]):
+            # Re-reading would decide the same name again: a loop, not a race.
+            raise RunRejected(run_name_taken(run.name)) from None
         return None
     except kube.Invalid as error:
         raise RunRejected(rejected_run(run.name, error.message)) from error

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kiln_operator import kube
+from kiln_operator import kube, naming
 from kiln_operator.reconcilers.trainingjob import TrainingJobContext, reconcile
 from tests.unit.trainingjob.factories import training_job
 
@@ -217,3 +217,49 @@ def test_a_second_reconcile_of_an_unchanged_world_writes_nothing(api: FakeKube) 
     api.calls.clear()
     run_reconcile(api)
     assert api.writes() == []
+
+
+def leftover_job(name: str, number: int, labelled: bool) -> Obj:
+    """A Job of a namesake TrainingJob deleted with ``--cascade=orphan`` (or anyone's Job)."""
+    metadata: Obj = {
+        "name": name,
+        "namespace": "ml",
+        "uid": f"old-{name}",
+        "annotations": {"kiln.dev/run-number": str(number)},
+        "ownerReferences": [{"kind": "TrainingJob", "name": "iris", "uid": "a-former-iris"}],
+    }
+    if labelled:
+        metadata["labels"] = {"kiln.dev/trainingjob": "iris"}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": {}}
+
+
+def test_runs_left_by_a_deleted_namesake_are_numbered_past_not_collided_with(
+    api: FakeKube,
+) -> None:
+    spec_digest = naming.spec_hash(api.training_job()["spec"])
+    for number in (1, 2):
+        name = naming.run_name("iris", number, spec_digest)
+        api.objects[("jobs", "ml", name)] = leftover_job(name, number, labelled=True)
+    run_reconcile(api)
+    assert naming.run_name("iris", 3, spec_digest) in api.jobs()
+    assert [row["name"] for row in api.training_job()["status"]["runs"]] == [
+        naming.run_name("iris", 3, spec_digest)
+    ]
+
+
+def test_a_foreign_job_holding_the_next_runs_name_is_a_condition_not_a_tight_loop(
+    api: FakeKube,
+) -> None:
+    name = naming.run_name("iris", 1, naming.spec_hash(api.training_job()["spec"]))
+    api.objects[("jobs", "ml", name)] = leftover_job(name, 1, labelled=False)
+    outcome = run_reconcile(api)
+    ready = api.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "RunNameTaken")
+    assert name in ready["message"]
+    assert ("Warning", "RunNameTaken") in api.events()
+    assert outcome.requeue_after >= 30
+
+    del api.objects[("jobs", "ml", name)]
+    run_reconcile(api)
+    assert api.jobs() == [name]
+    assert api.objects[("jobs", "ml", name)]["metadata"]["uid"] != f"old-{name}"
