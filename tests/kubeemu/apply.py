@@ -98,7 +98,15 @@ def _is_interior(value: Any) -> bool:
 
 
 def _manager_label(entry: dict[str, Any]) -> str:
-    return str(entry.get("manager", ""))
+    """A manager as conflict messages name it: Update managers with their version and time."""
+    label = json.dumps(str(entry.get("manager", "")))
+    if entry.get("subresource"):
+        label += f" with subresource {json.dumps(entry['subresource'])}"
+    if entry.get("operation") == "Update":
+        label += f" using {entry.get('apiVersion', '')}"
+        if entry.get("time"):
+            label += f" at {entry['time']}"
+    return label
 
 
 def _readable(path: Path) -> str:
@@ -118,23 +126,25 @@ def _readable(path: Path) -> str:
 
 
 def _conflict_error(conflicts: list[tuple[str, Path]], rt: ResourceType) -> ApiError:
-    conflicts = sorted(set(conflicts), key=lambda c: (c[1], c[0]))
+    conflicts = sorted(set(conflicts), key=lambda c: (c[0], c[1]))
     causes = [
         {
             "reason": "FieldManagerConflict",
-            "message": f'conflict with "{manager}"',
+            "message": f"conflict with {manager}",
             "field": _readable(path),
         }
         for manager, path in conflicts
     ]
     if len(conflicts) == 1:
         manager, path = conflicts[0]
-        message = f'Apply failed with 1 conflict: conflict with "{manager}": {_readable(path)}'
+        message = f"Apply failed with 1 conflict: conflict with {manager}: {_readable(path)}"
     else:
-        listed = "\n".join(f'- conflict with "{m}": {_readable(p)}' for m, p in conflicts)
-        message = f"Apply failed with {len(conflicts)} conflicts: {listed}"
-    error = ApiError(409, message, reason="Conflict", details={"causes": causes})
-    return error
+        lines = []
+        for manager in sorted({m for m, _ in conflicts}):
+            lines.append(f"conflicts with {manager}:")
+            lines.extend(f"- {_readable(p)}" for m, p in conflicts if m == manager)
+        message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+    return ApiError(409, message, reason="Conflict", details={"causes": causes})
 
 
 def _without_nulls(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -250,3 +251,16 @@ def test_apply_requires_a_field_manager(api: Api) -> None:
     with pytest.raises(ApiError) as caught:
         api.patch(configmaps, "ns", "web", APPLY_PATCH, config_map(), "", WriteOptions())
     assert caught.value.code == 400
+
+
+def test_a_conflict_with_an_update_manager_names_its_version_and_time(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    api.create(configmaps, "ns", {"metadata": {"name": "web"}, "data": {"a": "1"}}, AS_TEST)
+    with pytest.raises(ApiError) as caught:
+        applied(api, configmaps, config_map(a="2"), "op")
+    assert re.fullmatch(
+        r'Apply failed with 1 conflict: conflict with "test" using v1 at '
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: \.data\.a",
+        caught.value.message,
+    )
+    assert caught.value.status()["details"]["causes"][0]["field"] == ".data.a"
