@@ -48,6 +48,8 @@ MAX_RUN_REASON: Final = 128
 MAX_RUN_MESSAGE: Final = 4096
 MAX_LOCATION: Final = 2048
 MAX_RUN_REQUEST: Final = 256
+MAX_HYPERPARAMETERS: Final = 64
+MAX_HYPERPARAMETER_VALUE: Final = 1024
 
 RunTrigger = Literal["spec", "schedule", "manual", "drift"]
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -130,7 +132,11 @@ class TrainingJobSpec(ApiModel):
     master_port: Annotated[int, Field(ge=1024, le=65535), Format("int32")] = 29500
     """Port of the rank-0 worker for distributed rendezvous."""
     hyperparameters: (
-        Annotated[dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=64)] | None
+        Annotated[
+            dict[str, Annotated[str, Field(max_length=MAX_HYPERPARAMETER_VALUE)]],
+            Field(max_length=MAX_HYPERPARAMETERS),
+        ]
+        | None
     ) = None
     """Hyperparameters, passed as `KILN_HP_<NAME>` environment variables (the name
     upper-cased, other characters than letters and digits replaced by `_`) and recorded in each
@@ -209,7 +215,11 @@ class Run(ApiModel):
     baseline: Annotated[str, Field(max_length=MAX_LOCATION)] | None = None
     """Training-data statistics from the run's result, for drift detection."""
     hyperparameters: (
-        Annotated[dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=64)] | None
+        Annotated[
+            dict[str, Annotated[str, Field(max_length=MAX_HYPERPARAMETER_VALUE)]],
+            Field(max_length=MAX_HYPERPARAMETERS),
+        ]
+        | None
     ) = None
     """The hyperparameters the run was started with."""
     model_version: Annotated[str, Field(max_length=253)] | None = None

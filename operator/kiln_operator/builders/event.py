@@ -39,7 +39,8 @@ def desired_event(
             "resourceVersion": meta.get("resourceVersion", ""),
         },
         "type": type_,
-        "reason": reason,
+        # The API server's limits for an event's reason and note.
+        "reason": reason[:128],
         "message": message[:1024],
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, get_args
 
 from kiln_operator import naming
-from kiln_operator.api.trainingjob import MAX_RUN_MESSAGE, MAX_RUN_REASON, RunTrigger
+from kiln_operator.api.trainingjob import (
+    MAX_HYPERPARAMETER_VALUE,
+    MAX_HYPERPARAMETERS,
+    MAX_RUN_MESSAGE,
+    MAX_RUN_REASON,
+    RunTrigger,
+)
 from kiln_operator.decisions.result import InvalidResult, RunResult, parse_result
 from kiln_operator.runinfo import OUTPUT_MOUNT
 
@@ -170,7 +176,7 @@ def run_from_job(job: Obj, pods: Sequence[Obj], previous: RunRow | None) -> RunR
         job=meta["name"],
         spec_hash=annotations.get(naming.SPEC_HASH_ANNOTATION),
         start_time=status.get("startTime") or meta.get("creationTimestamp"),
-        hyperparameters=lineage.get("hyperparameters"),
+        hyperparameters=_hyperparameters(lineage),
         job_uid=meta.get("uid"),
         lineage=lineage,
         scheduled_time=annotations.get(naming.SCHEDULED_TIME_ANNOTATION),
@@ -358,6 +364,19 @@ def _lineage(annotations: Mapping[str, str]) -> dict[str, Any]:
     except ValueError:
         return {}
     return lineage if isinstance(lineage, dict) else {}
+
+
+def _hyperparameters(lineage: Mapping[str, Any]) -> dict[str, str] | None:
+    """The run's hyperparameters from its lineage; None when the annotation was edited into
+    something status could not hold."""
+    recorded = lineage.get("hyperparameters")
+    if not isinstance(recorded, dict) or len(recorded) > MAX_HYPERPARAMETERS:
+        return None
+    if not all(
+        isinstance(v, str) and len(v) <= MAX_HYPERPARAMETER_VALUE for v in recorded.values()
+    ):
+        return None
+    return {str(key): value for key, value in recorded.items()}
 
 
 def _trainer_state(pod: Obj) -> dict[str, Any]:

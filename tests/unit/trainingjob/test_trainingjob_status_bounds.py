@@ -17,6 +17,7 @@ from kiln_operator.api.trainingjob import (
     MAX_RUNS,
     TrainingJobStatus,
 )
+from kiln_operator.builders.event import desired_event
 from kiln_operator.decisions.result import InvalidResult, parse_result
 from kiln_operator.decisions.runs import RunRow, observe_runs
 from kiln_operator.decisions.status import desired_status
@@ -63,6 +64,9 @@ def job_with_edited_annotations() -> list[RunRow]:
     job = run_job()
     job["metadata"]["annotations"]["kiln.dev/run-number"] = "seven"
     job["metadata"]["annotations"]["kiln.dev/trigger"] = "cron"
+    job["metadata"]["annotations"]["kiln.dev/lineage"] = json.dumps(
+        {"image": "train:1", "hyperparameters": {"lr": 0.1, "depth": ["4"]}}
+    )
     return observe_runs([job], [], [])
 
 
@@ -147,3 +151,9 @@ def test_an_artifact_path_that_resolves_beyond_the_location_bound_is_an_invalid_
     message = json.dumps({"artifact": "m" * 100, "sha256": "ab" * 32})
     with pytest.raises(InvalidResult, match="longer than 2048 characters"):
         parse_result(message, output, None)
+
+
+def test_an_event_about_a_long_reason_stays_within_the_event_limits() -> None:
+    event = desired_event(training_job(), "Warning", "R" * 500, LONG, "2026-03-02T10:30:00Z")
+    assert len(event["reason"]) == 128
+    assert len(event["message"]) == 1024
