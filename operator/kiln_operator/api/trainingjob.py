@@ -140,7 +140,8 @@ class TrainingJobSpec(ApiModel):
     ) = None
     """Hyperparameters, passed as `KILN_HP_<NAME>` environment variables (the name
     upper-cased, other characters than letters and digits replaced by `_`) and recorded in each
-    run and ModelVersion."""
+    run and ModelVersion. Names that would share a variable (`lr` and `LR`) or have no letter
+    or digit stop runs with the condition reason InvalidHyperparameters."""
     dataset: Dataset | None = None
     """The training data."""
     output: Output
