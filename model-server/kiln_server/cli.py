@@ -34,6 +34,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -100,6 +107,12 @@ def _add_serve(sub: Any) -> None:
         type=_positive_int,
         default=_env("DRIFT_WINDOW", 2048, int),
         help="live rows compared with baseline.json [KILN_DRIFT_WINDOW]",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=_positive_float,
+        default=_env("KEEP_ALIVE_TIMEOUT", 75.0, float),
+        help="close connections silent for this many seconds [KILN_KEEP_ALIVE_TIMEOUT]",
     )
     serve.add_argument(
         "--shutdown-timeout",
@@ -171,6 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_request_bytes=args.max_request_bytes,
         drift_window_rows=args.drift_window,
+        keep_alive_timeout=args.keep_alive_timeout,
         shutdown_timeout=args.shutdown_timeout,
     )
     run(settings)

@@ -110,6 +110,11 @@ class HttpProtocol(asyncio.Protocol):
     def idle(self) -> bool:
         return not self._busy and not self._requests and not self._in_message
 
+    @property
+    def waiting_on_client(self) -> bool:
+        """Nothing to answer: the connection is idle or a request is still arriving."""
+        return not self._busy and not self._requests
+
     def close(self) -> None:
         self._closing = True
         if self._transport is not None:
@@ -291,10 +296,11 @@ class HttpServer:
     async def _close_idle_connections(self) -> None:
         timeout = self.state.keep_alive_timeout
         while True:
-            await asyncio.sleep(min(1.0, timeout / 2))
+            await asyncio.sleep(max(0.05, min(1.0, timeout / 2)))
             cutoff = time.monotonic() - timeout
+            # Idle keep-alive connections, and requests that stopped arriving half-way.
             for connection in list(self.state.connections):
-                if connection.idle and connection.last_active < cutoff:
+                if connection.waiting_on_client and connection.last_active < cutoff:
                     connection.close()
 
     async def drain(self, grace_seconds: float) -> None:

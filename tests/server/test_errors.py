@@ -76,16 +76,21 @@ def test_a_missing_input_is_named_with_its_type_and_shape(mixed_server: ServerPr
     assert "'labels' (BYTES [-1, 1])" in message
 
 
-def test_binary_data_left_over_after_the_inputs_is_400(tabular_server: ServerProcess) -> None:
+def post_binary(server: ServerProcess, declared_size: int, payload_size: int) -> object:
+    """An FP32 [1, 8] input declared as ``declared_size`` bytes, followed by ``payload_size``."""
     head = json.dumps(
         {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
-                     "parameters": {"binary_data_size": 32}}]}
+                     "parameters": {"binary_data_size": declared_size}}]}
     ).encode()  # fmt: skip
-    reply = tabular_server.request(
-        "POST", "/v2/models/tabular/infer", head + b"\0" * 40,
+    return server.request(
+        "POST", "/v2/models/tabular/infer", head + b"\0" * payload_size,
         {"Inference-Header-Content-Length": str(len(head))},
     )  # fmt: skip
-    assert reply.status == 400
+
+
+def test_binary_data_left_over_after_the_inputs_is_400(tabular_server: ServerProcess) -> None:
+    reply = post_binary(tabular_server, declared_size=32, payload_size=40)
+    assert reply.status == 400  # type: ignore[attr-defined]
     assert error_of(reply) == (
         "the body carries 40 bytes of binary tensor data, "
         "but the inputs' binary_data_size add up to 32"
@@ -95,16 +100,15 @@ def test_binary_data_left_over_after_the_inputs_is_400(tabular_server: ServerPro
 def test_a_binary_size_that_is_too_small_for_the_shape_is_400(
     tabular_server: ServerProcess,
 ) -> None:
-    head = json.dumps(
-        {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8],
-                     "parameters": {"binary_data_size": 16}}]}
-    ).encode()  # fmt: skip
-    reply = tabular_server.request(
-        "POST", "/v2/models/tabular/infer", head + b"\0" * 16,
-        {"Inference-Header-Content-Length": str(len(head))},
-    )  # fmt: skip
-    assert reply.status == 400
+    reply = post_binary(tabular_server, declared_size=16, payload_size=16)
+    assert reply.status == 400  # type: ignore[attr-defined]
     assert error_of(reply) == "input 'input': 8 FP32 elements need 32 bytes, binary_data_size is 16"
+
+
+def test_a_binary_size_beyond_the_body_is_400(tabular_server: ServerProcess) -> None:
+    reply = post_binary(tabular_server, declared_size=32, payload_size=8)
+    assert reply.status == 400  # type: ignore[attr-defined]
+    assert "binary_data_size 32 but only 8 bytes of binary data remain" in error_of(reply)
 
 
 def test_a_header_length_beyond_the_body_is_400(tabular_server: ServerProcess) -> None:

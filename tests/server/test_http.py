@@ -4,6 +4,7 @@ size limits and malformed requests."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 from collections.abc import Callable, Iterator
 
@@ -196,3 +197,44 @@ def test_query_strings_and_percent_encoding_route_like_plain_paths(
     tabular_server: ServerProcess, connect: Callable[[int], RawClient]
 ) -> None:
     assert tabular_server.get("/v2/models/tab%75lar/ready?x=1").status == 200
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tabular_dir: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(tabular_dir, "tabular", "--keep-alive-timeout", "0.3")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_silent_keep_alive_connections_are_closed_after_the_timeout(
+    impatient_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(impatient_server.port)
+    client.send(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.read_response()[0] == 200
+    client.sock.settimeout(5)
+    assert client.closed_by_peer()
+
+
+def test_a_request_that_stops_arriving_half_way_is_dropped(
+    impatient_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(impatient_server.port)
+    client.send(
+        b"POST /v2/models/tabular/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+    )
+    client.sock.settimeout(5)
+    assert client.closed_by_peer()
+    assert impatient_server.get("/v2/health/live").status == 200
+
+
+def test_random_bytes_on_the_socket_never_take_the_server_down(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    rng = random.Random(7)
+    for _ in range(50):
+        client = connect(tabular_server.port)
+        client.send(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) + b"\r\n\r\n")
+        client.close()
+    assert tabular_server.get("/v2/health/ready").status == 200
