@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kiln_operator.api.trainingjob import (
     MAX_LOCATION,
@@ -18,7 +20,7 @@ from kiln_operator.api.trainingjob import (
     TrainingJobStatus,
 )
 from kiln_operator.builders.event import desired_event
-from kiln_operator.decisions.result import InvalidResult, parse_result
+from kiln_operator.decisions.result import MAX_METRICS, InvalidResult, parse_result
 from kiln_operator.decisions.runs import RunRow, observe_runs
 from kiln_operator.decisions.status import desired_status
 from kiln_operator.decisions.triggers import decide_start, recorded_request
@@ -157,3 +159,16 @@ def test_an_event_about_a_long_reason_stays_within_the_event_limits() -> None:
     event = desired_event(training_job(), "Warning", "R" * 500, LONG, "2026-03-02T10:30:00Z")
     assert len(event["reason"]) == 128
     assert len(event["message"]) == 1024
+
+
+def test_a_result_holds_no_more_metrics_than_the_crds_run_and_model_version_schemas() -> None:
+    crds = Path(__file__).resolve().parents[3] / "crds"
+
+    def schema_of(kind: str) -> Any:
+        crd = yaml.safe_load((crds / f"kiln.dev_{kind}.yaml").read_text())
+        return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+    runs = schema_of("trainingjobs")["properties"]["status"]["properties"]["runs"]
+    assert runs["items"]["properties"]["metrics"]["maxProperties"] == MAX_METRICS
+    model_version = schema_of("modelversions")["properties"]["spec"]["properties"]
+    assert model_version["metrics"]["maxProperties"] == MAX_METRICS
