@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.server import models
-from tests.server.server_process import ServerProcess
+from tests.server.server_process import ServerProcess, serving
 
 
 @pytest.fixture(scope="session")
@@ -26,19 +26,11 @@ def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def tabular_server(tabular_dir: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(tabular_dir, "tabular", "--model-version", "3", "--threads", "1")
-    try:
-        server.wait_ready()
+    with serving(tabular_dir, "tabular", "--model-version", "3", "--threads", "1") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def mixed_server(mixed_dir: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(mixed_dir, "mixed", "--threads", "1")
-    try:
-        server.wait_ready()
+    with serving(mixed_dir, "mixed", "--threads", "1") as server:
         yield server
-    finally:
-        server.stop()

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,17 @@ class ServerProcess:
             return self._final_output
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
+
+
+@contextmanager
+def serving(model_dir: str, name: str, *args: str) -> Iterator[ServerProcess]:
+    """A ready server for the block; stopped however the block ends."""
+    server = ServerProcess(model_dir, name, *args)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 def metric_value(exposition: str, name: str, **labels: str) -> float | None:

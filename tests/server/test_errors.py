@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.server import models
-from tests.server.server_process import ServerProcess, metric_value
+from tests.server.server_process import ServerProcess, metric_value, serving
 
 pytestmark = pytest.mark.server
 
@@ -154,10 +154,8 @@ def test_wrong_methods_are_405_with_allow(tabular_server: ServerProcess) -> None
 def lookup_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = str(tmp_path_factory.mktemp("lookup"))
     models.lookup(directory)
-    server = ServerProcess(directory, "lookup", "--threads", "1")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with serving(directory, "lookup", "--threads", "1") as server:
+        yield server
 
 
 def test_a_runtime_failure_is_500_counted_and_the_server_keeps_serving(

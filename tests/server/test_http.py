@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.server.server_process import ServerProcess
+from tests.server.server_process import ServerProcess, serving
 
 pytestmark = pytest.mark.server
 
@@ -22,10 +22,8 @@ BODY = json.dumps(
 
 @pytest.fixture(scope="module")
 def small_limit_server(tabular_dir: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(tabular_dir, "tabular", "--max-request-bytes", str(LIMIT))
-    server.wait_ready()
-    yield server
-    server.stop()
+    with serving(tabular_dir, "tabular", "--max-request-bytes", str(LIMIT)) as server:
+        yield server
 
 
 class RawClient:
@@ -201,10 +199,8 @@ def test_query_strings_and_percent_encoding_route_like_plain_paths(
 
 @pytest.fixture(scope="module")
 def impatient_server(tabular_dir: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(tabular_dir, "tabular", "--keep-alive-timeout", "0.3")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with serving(tabular_dir, "tabular", "--keep-alive-timeout", "0.3") as server:
+        yield server
 
 
 def test_silent_keep_alive_connections_are_closed_after_the_timeout(

@@ -35,7 +35,14 @@ def test_sigterm_finishes_in_flight_requests_then_exits(
     directory = str(tmp_path_factory.mktemp("slow"))
     models.slow(directory, size=1024, layers=64)
     server = ServerProcess(directory, "slow", "--threads", "1")
-    server.wait_ready()
+    try:
+        server.wait_ready()
+        sigterm_while_a_request_is_in_flight(server)
+    finally:
+        server.stop()
+
+
+def sigterm_while_a_request_is_in_flight(server: ServerProcess) -> None:
     x = np.ones((256, 1024), dtype=np.float32)
     body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [256, 1024],
                         "data": x.reshape(-1).tolist()}]}  # fmt: skip
@@ -64,7 +71,6 @@ def test_sigterm_finishes_in_flight_requests_then_exits(
     assert server.process.wait(30) == 0
     assert time.monotonic() - started < 25
     assert "draining" in server.output()
-    server.stop()
 
 
 def test_an_idle_server_with_a_tabular_model_stays_under_150_mb(

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.server import models
-from tests.server.server_process import ServerProcess
+from tests.server.server_process import ServerProcess, serving
 
 pytestmark = pytest.mark.server
 
@@ -267,10 +267,8 @@ def test_metrics_are_prometheus_text(tabular_server: ServerProcess) -> None:
 def fixed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = str(tmp_path_factory.mktemp("fixed"))
     models.fixed_batch(directory)
-    server = ServerProcess(directory, "fixed", "--threads", "1")
-    server.wait_ready()
-    yield server
-    server.stop()
+    with serving(directory, "fixed", "--threads", "1") as server:
+        yield server
 
 
 def test_fp16_with_a_fixed_batch_dimension_in_json_and_binary(fixed_server: ServerProcess) -> None:
