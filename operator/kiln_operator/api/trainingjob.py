@@ -51,6 +51,11 @@ MAX_RUN_REQUEST: Final = 256
 MAX_HYPERPARAMETERS: Final = 64
 MAX_HYPERPARAMETER_VALUE: Final = 1024
 
+Hyperparameters = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_HYPERPARAMETER_VALUE)]],
+    Field(max_length=MAX_HYPERPARAMETERS),
+]
+
 RunTrigger = Literal["spec", "schedule", "manual", "drift"]
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
@@ -131,13 +136,7 @@ class TrainingJobSpec(ApiModel):
     DDP read (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`)."""
     master_port: Annotated[int, Field(ge=1024, le=65535), Format("int32")] = 29500
     """Port of the rank-0 worker for distributed rendezvous."""
-    hyperparameters: (
-        Annotated[
-            dict[str, Annotated[str, Field(max_length=MAX_HYPERPARAMETER_VALUE)]],
-            Field(max_length=MAX_HYPERPARAMETERS),
-        ]
-        | None
-    ) = None
+    hyperparameters: Hyperparameters | None = None
     """Hyperparameters, passed as `KILN_HP_<NAME>` environment variables (the name
     upper-cased, other characters than letters and digits replaced by `_`) and recorded in each
     run and ModelVersion. Names that would share a variable (`lr` and `LR`) or have no letter
@@ -215,13 +214,7 @@ class Run(ApiModel):
     """The artifact from the run's result."""
     baseline: Annotated[str, Field(max_length=MAX_LOCATION)] | None = None
     """Training-data statistics from the run's result, for drift detection."""
-    hyperparameters: (
-        Annotated[
-            dict[str, Annotated[str, Field(max_length=MAX_HYPERPARAMETER_VALUE)]],
-            Field(max_length=MAX_HYPERPARAMETERS),
-        ]
-        | None
-    ) = None
+    hyperparameters: Hyperparameters | None = None
     """The hyperparameters the run was started with."""
     model_version: Annotated[str, Field(max_length=253)] | None = None
     """The ModelVersion the run registered."""
