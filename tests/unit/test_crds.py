@@ -130,4 +130,4 @@ def test_defaults_live_in_the_schema() -> None:
         {"weight": 10, "duration": "1m"},
         {"weight": 50, "duration": "1m"},
     ]
-    assert spec["batching"]["properties"]["maxBatchSize"]["default"] == 32
+    assert spec["batching"]["properties"]["maxBatchSize"]["default"] == 64

@@ -89,10 +89,12 @@ class Autoscaling(ApiModel):
 class Batching(ApiModel):
     """Server-side dynamic batching of concurrent requests."""
 
-    max_batch_size: Annotated[int, Field(ge=1, le=4096), Format("int32")] = 32
+    max_batch_size: Annotated[int, Field(ge=1, le=4096), Format("int32")] = 64
     """The most rows one model call takes."""
-    max_queue_delay_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
-    """How long a request may wait for others to join its batch. An idle server never waits."""
+    max_queue_delay_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    """How long a request may wait for others to join its batch. With 0, a model call takes
+    whatever is queued when it starts, which under load already merges concurrent requests;
+    a delay trades latency for fuller batches. An idle server never waits."""
 
 
 class RolloutStep(ApiModel):
