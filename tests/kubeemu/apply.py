@@ -19,8 +19,6 @@ from tests.kubeemu.fieldsets import FieldSet, Path
 from tests.kubeemu.resources import ResourceType
 from tests.kubeemu.shapes import Shape, item_key
 
-_INTERIOR_TYPES = (dict, list)
-
 
 def apply(
     live: dict[str, Any],
@@ -46,7 +44,7 @@ def apply(
             continue
         for path in paths & config_set:
             value = config_leaves[path]
-            if _is_interior(value) or _is_interior(live_leaves.get(path)):
+            if fieldsets.is_interior(value) or fieldsets.is_interior(live_leaves.get(path)):
                 continue
             if path in live_leaves and live_leaves[path] != value:
                 if force:
@@ -91,10 +89,6 @@ def apply(
             entry["subresource"] = subresource
         updated.append((entry, config_set))
     return merged, fieldsets.render_entries(updated)
-
-
-def _is_interior(value: Any) -> bool:
-    return type(value).__name__ == "_Interior"
 
 
 def _manager_label(entry: dict[str, Any]) -> str:

@@ -99,6 +99,11 @@ class _Interior:
 _INTERIOR = _Interior()
 
 
+def is_interior(value: Any) -> bool:
+    """Whether a `leaves` value marks a container rather than a leaf value."""
+    return value is _INTERIOR
+
+
 def field_set(obj: dict[str, Any], shape: Shape, scope: str) -> FieldSet:
     return frozenset(leaves(obj, shape, scope))
 
