@@ -94,7 +94,7 @@ class Api:
     def shape_of(self, resource_type: ResourceType) -> Shape:
         if resource_type.is_custom:
             return SchemaShape(resource_type.schema)
-        return BuiltinShape()
+        return BuiltinShape(kind=resource_type.storage_key)
 
     # ---- reads -------------------------------------------------------------------------
 

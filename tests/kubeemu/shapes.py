@@ -63,19 +63,50 @@ class Shape:
         return False
 
 
+# Kinds whose `spec.selector` is a LabelSelector, which apply treats as one atomic value
+# (a Service's `spec.selector` is a plain map and merges key by key).
+LABEL_SELECTOR_KINDS = frozenset(
+    {
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("batch", "jobs"),
+        ("policy", "poddisruptionbudgets"),
+    }
+)
+
+
 class BuiltinShape(Shape):
     """Built-in kinds: list semantics decided by field name, as their Go tags do."""
 
-    def __init__(self, name: str = "", parent: str = "", in_metadata: bool = False) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        parent: str = "",
+        in_metadata: bool = False,
+        kind: tuple[str, str] = ("", ""),
+        path: tuple[str, ...] = (),
+    ) -> None:
         self._name = name
         self._parent = parent
         self._in_metadata = in_metadata
+        self._kind = kind
+        self._path = path
 
     def child(self, name: str) -> Shape:
-        return BuiltinShape(name, self._name, self._in_metadata or name == "metadata")
+        return BuiltinShape(
+            name,
+            self._name,
+            self._in_metadata or name == "metadata",
+            self._kind,
+            (*self._path, name),
+        )
 
     def items(self) -> Shape:
-        return BuiltinShape("", self._name, self._in_metadata)
+        return BuiltinShape("", self._name, self._in_metadata, self._kind, (*self._path, "[]"))
+
+    def is_atomic_map(self) -> bool:
+        return self._path == ("spec", "selector") and self._kind in LABEL_SELECTOR_KINDS
 
     def list_kind(self) -> ListKind:
         qualified = f"{self._parent}.{self._name}"

@@ -264,3 +264,21 @@ def test_a_conflict_with_an_update_manager_names_its_version_and_time(api: Api) 
         caught.value.message,
     )
     assert caught.value.status()["details"]["causes"][0]["field"] == ".data.a"
+
+
+def test_apply_replaces_a_label_selector_whole_but_merges_a_service_selector(api: Api) -> None:
+    deployments = served(api, "apps", "v1", "deployments")
+    config = {"apiVersion": "apps/v1", "kind": "Deployment", **deployment()}
+    first = applied(api, deployments, config, "op")
+    fields = first["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert fields["f:selector"] == {}
+    services = served(api, "", "v1", "services")
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    created = applied(api, services, service, "op")
+    fields = created["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert fields["f:selector"] == {".": {}, "f:app": {}}
