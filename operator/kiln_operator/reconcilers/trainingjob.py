@@ -77,6 +77,8 @@ CRASH_POINT_ENV: Final = "KILN_OPERATOR_CRASH_AFTER"
 
 #: How soon to look again while a run is active (Job and pod events usually come first).
 ACTIVE_RECHECK_SECONDS: Final = 30.0
+#: How soon to decide again after losing a race (another writer, a child that vanished).
+RACE_RECHECK_SECONDS: Final = 0.5
 #: Attempts at allocating a version number before giving up for this reconcile.
 ALLOCATION_ATTEMPTS: Final = 20
 
@@ -254,7 +256,11 @@ async def _decide_and_write(
     refused: kube.ApiError | None = None
     try:
         if not await _write_children(ctx, observed, decision, progress):
-            return ReconcileOutcome(requeue_after=0.5)
+            return ReconcileOutcome(requeue_after=RACE_RECHECK_SECONDS)
+    except kube.NotFound as error:
+        # A child vanished between the read and the write: the world moved, read it again.
+        _log(namespace, name).info("%s; re-reading", error)
+        return ReconcileOutcome(requeue_after=RACE_RECHECK_SECONDS)
     except kube.ApiError as error:
         if kube.is_transient(error):
             raise

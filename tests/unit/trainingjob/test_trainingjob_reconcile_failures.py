@@ -38,7 +38,7 @@ class FakeKube:
 
     def refuse(self, verb: str, resource: kube.Resource, status: int, message: str) -> None:
         path = resource.collection_path("ml")
-        error = {403: kube.Forbidden, 422: kube.Invalid}[status]
+        error = {403: kube.Forbidden, 404: kube.NotFound, 422: kube.Invalid}[status]
         self.refusals[(verb, resource.plural)] = error(verb, path, status, {"message": message})
 
     def writes(self) -> list[tuple[str, str]]:
@@ -263,3 +263,16 @@ def test_a_foreign_job_holding_the_next_runs_name_is_a_condition_not_a_tight_loo
     run_reconcile(api)
     assert api.jobs() == [name]
     assert api.objects[("jobs", "ml", name)]["metadata"]["uid"] != f"old-{name}"
+
+
+def test_a_child_that_vanished_before_a_write_means_read_again_not_a_refusal(
+    api: FakeKube,
+) -> None:
+    run_reconcile(api)
+    api.edit_spec(suspend=True)
+    api.refuse("patch", kube.JOBS, 404, 'jobs.batch "iris-r1" not found')
+    outcome = run_reconcile(api)
+    assert outcome.requeue_after is not None
+    assert outcome.requeue_after <= 1
+    assert api.ready()["reason"] != "ApiRequestRefused"
+    assert ("Warning", "ApiRequestRefused") not in api.events()
