@@ -257,13 +257,14 @@ async def _decide_and_write(
     try:
         if not await _write_children(ctx, observed, decision, progress):
             return ReconcileOutcome(requeue_after=RACE_RECHECK_SECONDS)
-    except kube.NotFound as error:
-        # A child vanished between the read and the write: the world moved, read it again.
-        _log(namespace, name).info("%s; re-reading", error)
-        return ReconcileOutcome(requeue_after=RACE_RECHECK_SECONDS)
     except kube.ApiError as error:
         if kube.is_transient(error):
             raise
+        if isinstance(error, kube.NotFound) and error.verb != "create":
+            # A child vanished between the read and the write: read the world again. (A
+            # create's 404 is a missing kind or namespace: refused, like the cases below.)
+            _log(namespace, name).info("%s; re-reading", error)
+            return ReconcileOutcome(requeue_after=RACE_RECHECK_SECONDS)
         # Forbidden, a quota, a webhook...: say so in status, then retry with backoff.
         refused = error
         blocked = refused_request(error.verb, error.path, error.status, error.message)

@@ -276,3 +276,10 @@ def test_a_child_that_vanished_before_a_write_means_read_again_not_a_refusal(
     assert outcome.requeue_after <= 1
     assert api.ready()["reason"] != "ApiRequestRefused"
     assert ("Warning", "ApiRequestRefused") not in api.events()
+
+
+def test_a_create_answered_404_is_a_missing_kind_refused_not_a_race(api: FakeKube) -> None:
+    api.refuse("create", kube.JOBS, 404, "the server could not find the requested resource")
+    with pytest.raises(kube.NotFound):
+        run_reconcile(api)
+    assert api.ready()["reason"] == "ApiRequestRefused"
