@@ -15,30 +15,12 @@ from typing import Any
 
 import cel
 
-from tests.kubeemu.celcost import cost_causes
+from tests.kubeemu.celcost import cost_causes, undefined_fields
+from tests.kubeemu.celnames import escaped_name
 from tests.kubeemu.errors import Cause
 from tests.kubeemu.schema import Schema, type_name
 
 _OLD_SELF = re.compile(r"\boldSelf\b")
-_RESERVED = frozenset(
-    {
-        "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
-        "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
-        "void", "while",
-    }
-)  # fmt: skip
-
-
-def escaped_name(name: str) -> str:
-    """A property name as CEL rules must spell it (`namespace` is `__namespace__`)."""
-    if name in _RESERVED:
-        return f"__{name}__"
-    return (
-        name.replace("__", "__underscores__")
-        .replace(".", "__dot__")
-        .replace("-", "__dash__")
-        .replace("/", "__slash__")
-    )
 
 
 def cel_value(value: Any, schema: Schema) -> Any:
@@ -316,6 +298,21 @@ def _rule_repr(rule: dict[str, Any]) -> str:
     )
 
 
+def _compile_problem(expression: str, schema: Schema) -> str | None:
+    """Why the API server would not compile the expression (syntax, unknown field), or None."""
+    try:
+        compiled(expression)
+    except Exception as error:
+        return str(error)
+    try:
+        undefined = undefined_fields(expression, schema)
+    except Exception:
+        return None  # what the checker cannot parse, it does not judge
+    if undefined:
+        return f"undefined field '{undefined[0]}'"
+    return None
+
+
 def _compile_all(schema: Schema, path: str, causes: list[Cause]) -> None:
     for index, rule in enumerate(schema.get("x-kubernetes-validations") or []):
         where = f"{path}.x-kubernetes-validations[{index}]"
@@ -326,12 +323,11 @@ def _compile_all(schema: Schema, path: str, causes: list[Cause]) -> None:
             text = rule.get(key)
             if not isinstance(text, str) or not text:
                 continue
-            try:
-                compiled(text)
-            except Exception as error:
-                message = f"compilation failed: ERROR: <input>: {error}"
+            problem = _compile_problem(text, schema)
+            if problem is not None:
+                message = f"compilation failed: ERROR: <input>: {problem}"
                 if key == "messageExpression":
-                    message = f"messageExpression compilation failed: ERROR: <input>: {error}"
+                    message = f"messageExpression compilation failed: ERROR: <input>: {problem}"
                 causes.append(
                     Cause(
                         "FieldValueInvalid",

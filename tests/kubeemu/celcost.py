@@ -19,6 +19,7 @@ from typing import Any
 from celpy import celparser
 from lark import Token, Tree
 
+from tests.kubeemu.celnames import escaped_name
 from tests.kubeemu.errors import Cause
 
 PER_RULE_LIMIT = 10_000_000
@@ -89,11 +90,27 @@ def _element(schema: Schema | None) -> Schema | None:
 def _field(schema: Schema | None, name: str) -> Schema | None:
     if not schema:
         return None
-    properties = schema.get("properties") or {}
+    properties = {escaped_name(k): v for k, v in (schema.get("properties") or {}).items()}
     if name in properties and isinstance(properties[name], dict):
         return properties[name]
     additional = schema.get("additionalProperties")
     return additional if isinstance(additional, dict) else None
+
+
+# Always selectable on an object, whatever its schema lists (the server adds them).
+_IMPLICIT_FIELDS = frozenset({"apiVersion", "kind", "metadata"})
+
+
+def _is_undefined(schema: Schema | None, name: str) -> bool:
+    """A field the type checker knows an object cannot have (a compile error on a server)."""
+    if not schema or schema.get("type") != "object" or name in _IMPLICIT_FIELDS:
+        return False
+    if schema.get("x-kubernetes-preserve-unknown-fields") or "additionalProperties" in schema:
+        return False
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return False
+    return name not in {escaped_name(k) for k in properties}
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,7 @@ _MACRO_LOOP_COST = {"all": 3, "exists": 4, "exists_one": 3, "map": 12, "filter":
 class _Estimator:
     def __init__(self, variables: dict[str, Schema | None]) -> None:
         self.variables = dict(variables)
+        self.undefined: list[str] = []
 
     def estimate(self, node: Any) -> Estimate:
         if isinstance(node, Token):
@@ -216,7 +234,10 @@ class _Estimator:
 
     def _member_dot(self, node: Tree[Any]) -> Estimate:
         operand = self.estimate(node.children[0])
-        return Estimate.of(operand.cost + 1, _field(operand.schema, str(node.children[1])))
+        name = str(node.children[1])
+        if _is_undefined(operand.schema, name):
+            self.undefined.append(name)
+        return Estimate.of(operand.cost + 1, _field(operand.schema, name))
 
     def _member_index(self, node: Tree[Any]) -> Estimate:
         operand = self.estimate(node.children[0])
@@ -312,6 +333,13 @@ def _variable_name(expr: Any) -> str:
     for token in expr.scan_values(lambda v: isinstance(v, Token) and v.type == "IDENT"):
         return str(token)
     return ""
+
+
+def undefined_fields(rule: str, schema: Schema) -> list[str]:
+    """Fields a rule selects that its schema rules out, in the order the rule names them."""
+    estimator = _Estimator({"self": schema, "oldSelf": schema})
+    estimator.estimate(_parse(rule))
+    return estimator.undefined
 
 
 def rule_cost(rule: str, schema: Schema) -> float:

@@ -342,3 +342,24 @@ def test_an_embedded_resource_needs_api_version_and_kind() -> None:
         ("spec.apiVersion", "Required value: must not be empty")
     ]
     assert messages({"apiVersion": "v1", "kind": "Pod"}, node) == []
+
+
+def test_a_rule_naming_a_field_its_schema_lacks_does_not_compile() -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "steps": {
+                "type": "array",
+                "maxItems": 8,
+                "items": {"type": "object", "properties": {"weight": {"type": "integer"}}},
+            },
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self.steps.all(s, s.weigth > 0)"},
+            {"rule": "self.labels.team == 'ml' && self.steps.all(s, s.weight > 0)"},
+        ],
+    }
+    [cause] = cel_rules.rule_causes(node, "root")
+    assert cause.field == "root.x-kubernetes-validations[0].rule"
+    assert cause.message.endswith("compilation failed: ERROR: <input>: undefined field 'weigth'")
