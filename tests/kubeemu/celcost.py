@@ -7,7 +7,8 @@ exceeds 10,000,000 ("estimated rule cost exceeds budget by factor of 1.1x ...").
 follows cel-go's cost model (comprehensions cost range size x per-iteration cost; string
 functions scale with string length) closely enough to refuse what a real server refuses for
 Kiln-style rules; where it cannot tell, it estimates low, so it never refuses a rule a real
-server would accept.
+server would accept. The same walk of a rule against its schema finds the fields a rule
+selects that the schema rules out, which the server's type checker refuses to compile.
 """
 
 from __future__ import annotations
