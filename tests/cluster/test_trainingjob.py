@@ -575,6 +575,26 @@ def test_an_image_pull_failure_is_reported_while_the_run_waits(
     wait_for_status(kube, namespace, lambda s: condition(s, "Running").get("status") == "True")
 
 
+def test_status_stays_writable_when_a_pod_message_and_a_run_request_exceed_its_bounds(
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    """The API server refuses a status whose fields break the CRD's bounds; what runs and
+    users supply is cut to fit, so the status keeps telling the truth."""
+    request = "retrain-" + "r" * 1000
+    kube.apply_manifest([training_job(annotations={"kiln.dev/run": request})], namespace)
+    (job,) = wait_for_jobs(kube, namespace, 1)
+    assert job["metadata"]["annotations"]["kiln.dev/trigger"] == "manual"
+    (pod,) = create_job_pods(kube, job)
+    set_pod_waiting(kube, pod, reason="ErrImagePull", message="pull failed: " + "e" * 10_000)
+    status = wait_for_status(kube, namespace, lambda s: run_row(s).get("reason") == "ErrImagePull")
+    assert len(run_row(status)["message"]) <= 4096
+    assert run_row(status)["message"].startswith(f"pod {pod['metadata']['name']}: pull failed")
+    assert status["handledRunRequest"].startswith("retrain-rrr")
+    assert len(status["handledRunRequest"]) <= 256
+    time.sleep(1)  # a recorded request must not start the same run again
+    assert len(jobs_of(kube, namespace)) == 1
+
+
 @pytest.mark.parametrize(
     ("message", "expected"),
     [

@@ -6,6 +6,10 @@ each run's row is, what registers, what is pruned and what status should be. wri
 children, register versions, delete pruned Jobs, then patch status once if it changed, and
 post events only after that write succeeded. In steady state nothing is written.
 
+What the API server refuses becomes status too (see :mod:`kiln_operator.decisions.problems`):
+an unreadable spec, a refused Job or a forbidden request is a ``Ready`` condition and a
+Warning event; a refused Job waits for the spec to change, other refusals back off.
+
 :func:`start_run` is the entry point other reconcilers use to ask for a run (drift).
 """
 
