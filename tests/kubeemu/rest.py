@@ -348,14 +348,20 @@ class RestServer:
         if not propagation and query.get("orphanDependents") == "true":
             propagation = "Orphan"
         preconditions = body.get("preconditions") or {}
+        if not isinstance(preconditions, dict):
+            raise bad_request("invalid DeleteOptions: preconditions must be an object")
         dry_run = body.get("dryRun") == ["All"] or query.get("dryRun") == "All"
-        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        grace = body.get("gracePeriodSeconds")
+        if grace is None and query.get("gracePeriodSeconds"):
+            grace = _integer_parameter(query, "gracePeriodSeconds")
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)):
+            raise bad_request("invalid DeleteOptions: gracePeriodSeconds must be an integer")
         return DeleteOptions(
             propagation=str(propagation),
             precondition_uid=str(preconditions.get("uid") or ""),
             precondition_rv=str(preconditions.get("resourceVersion") or ""),
             dry_run=dry_run,
-            grace_period=int(grace) if grace not in (None, "") else None,
+            grace_period=grace,
         )
 
     def _filter(self, request: web.Request, rt: ResourceType) -> Predicate:

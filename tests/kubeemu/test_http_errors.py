@@ -106,3 +106,21 @@ def test_pruned_fields_are_warned_about_unless_strict(http: Http, namespace: str
         'Widget in version "v1alpha1" cannot be handled as a Widget: strict decoding error: '
         'unknown field "spec.colour"',
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "body"),
+    [
+        ({"gracePeriodSeconds": "soon"}, None),
+        ({}, {"gracePeriodSeconds": "soon"}),
+        ({}, {"preconditions": 5}),
+        ({}, {"propagationPolicy": "Sideways"}),
+    ],
+)
+def test_malformed_delete_options_are_bad_requests(
+    http: Http, namespace: str, query: dict[str, str], body: object
+) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    http.post(path, {"metadata": {"name": "a"}})
+    status, answer = http.delete(f"{path}/a", body, **query)
+    assert (status, answer["reason"]) == (400, "BadRequest")
