@@ -193,7 +193,7 @@ def render(
     definitions += [
         {
             "name": c.name,
-            "type": "string" if c.type == "date" else c.type,
+            "type": c.type,
             "format": c.format,
             "description": c.description,
             "priority": c.priority,
