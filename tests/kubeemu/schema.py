@@ -127,15 +127,22 @@ def prune(value: Any, schema: Schema, path: str, root: bool = False) -> list[str
 
 
 def default(value: Any, schema: Schema) -> None:
-    """Fill in schema defaults, in place, including inside present objects and list items."""
+    """Fill in schema defaults, in place, including inside present objects and list items.
+
+    A null where the schema allows none is replaced by the default, or dropped when there is
+    no default (the API server prunes such nulls rather than reporting them).
+    """
     if isinstance(value, dict):
         properties = schema.get("properties") or {}
         for key, sub in properties.items():
             if not isinstance(sub, dict):
                 continue
-            if "default" in sub and (
-                key not in value or (value[key] is None and not sub.get("nullable"))
-            ):
+            if key in value and value[key] is None and not sub.get("nullable"):
+                if "default" in sub:
+                    value[key] = copy.deepcopy(sub["default"])
+                else:
+                    del value[key]
+            elif "default" in sub and key not in value:
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
                 default(value[key], sub)

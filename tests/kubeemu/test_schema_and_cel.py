@@ -363,3 +363,18 @@ def test_a_rule_naming_a_field_its_schema_lacks_does_not_compile() -> None:
     [cause] = cel_rules.rule_causes(node, "root")
     assert cause.field == "root.x-kubernetes-validations[0].rule"
     assert cause.message.endswith("compilation failed: ERROR: <input>: undefined field 'weigth'")
+
+
+def test_nulls_the_schema_does_not_allow_are_defaulted_or_dropped() -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "mode": {"type": "string", "default": "Canary"},
+            "uri": {"type": "string"},
+            "note": {"type": "string", "nullable": True},
+        },
+    }
+    value: dict[str, Any] = {"mode": None, "uri": None, "note": None}
+    schema.default(value, node)
+    assert value == {"mode": "Canary", "note": None}
+    assert schema.validate(value, node, "spec") == []
