@@ -106,14 +106,21 @@ def rejected_run(run: str, api_message: str) -> Verdict:
     )
 
 
-def run_name_taken(run: str) -> Verdict:
-    """The verdict when a Job this TrainingJob does not own holds the name of its next run."""
+def run_name_taken(run: str, owned: bool) -> Verdict:
+    """The verdict when a Job the operator cannot count as a run of this TrainingJob holds
+    the name of its next run: someone else's (``owned`` False), or one of its own that lost
+    the ``kiln.dev/trainingjob`` label the operator finds runs by."""
+    problem = (
+        "has lost its kiln.dev/trainingjob label, so it cannot be followed as a run; restore "
+        "the label or delete that Job"
+        if owned
+        else "is not owned by this TrainingJob; delete or rename that Job"
+    )
     return Verdict(
         "Ready",
         "False",
         RUN_NAME_TAKEN,
-        f"a Job named {run} exists that this TrainingJob does not own, so run {run} cannot "
-        "start; delete or rename that Job",
+        f"run {run} cannot start: the Job named {run} {problem}",
     )
 
 

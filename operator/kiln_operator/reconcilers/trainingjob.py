@@ -214,6 +214,15 @@ def _key_of(training_job: Mapping[str, Any]) -> Key:
     return training_job["metadata"]["namespace"], training_job["metadata"]["name"]
 
 
+def _is_run_of(job: Mapping[str, Any], training_job: Mapping[str, Any]) -> bool:
+    """Whether ``gather`` finds ``job`` among the TrainingJob's runs (labelled and owned)."""
+    labels = job["metadata"].get("labels") or {}
+    meta = training_job["metadata"]
+    return labels.get(naming.TRAINING_JOB_LABEL) == naming.label_value(meta["name"]) and _owned_by(
+        job, meta["uid"]
+    )
+
+
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
 
@@ -390,10 +399,11 @@ async def _create_run(
         return await ctx.kube.create(kube.JOBS, desired_job(tj, spec, run, selector), namespace)
     except kube.AlreadyExists:
         namesake = await ctx.kube.get_or_none(kube.JOBS, run.name, namespace)
-        if namesake is not None and not _owned_by(namesake, tj["metadata"]["uid"]):
-            # Re-reading would decide the same name again: a loop, not a race.
-            raise RunRejected(run_name_taken(run.name)) from None
-        return None
+        if namesake is None or _is_run_of(namesake, tj):
+            return None  # another writer's run: the next read sees it
+        # Re-reading would not see this Job either and decide the same name: a loop.
+        owned = _owned_by(namesake, tj["metadata"]["uid"])
+        raise RunRejected(run_name_taken(run.name, owned)) from None
     except kube.Invalid as error:
         raise RunRejected(rejected_run(run.name, error.message)) from error
 

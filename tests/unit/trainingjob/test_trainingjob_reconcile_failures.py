@@ -283,3 +283,14 @@ def test_a_create_answered_404_is_a_missing_kind_refused_not_a_race(api: FakeKub
     with pytest.raises(kube.NotFound):
         run_reconcile(api)
     assert api.ready()["reason"] == "ApiRequestRefused"
+
+
+def test_an_own_job_stripped_of_its_label_is_a_condition_not_a_tight_loop(api: FakeKube) -> None:
+    name = naming.run_name("iris", 1, naming.spec_hash(api.training_job()["spec"]))
+    stripped = leftover_job(name, 1, labelled=False)
+    stripped["metadata"]["ownerReferences"][0]["uid"] = api.training_job()["metadata"]["uid"]
+    api.objects[("jobs", "ml", name)] = stripped
+    outcome = run_reconcile(api)
+    assert api.ready()["reason"] == "RunNameTaken"
+    assert "lost its kiln.dev/trainingjob label" in api.ready()["message"]
+    assert outcome.requeue_after >= 30
