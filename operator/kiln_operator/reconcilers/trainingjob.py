@@ -149,7 +149,9 @@ async def start_run(
     """Start a run of TrainingJob ``namespace/name`` now, with ``trigger`` (e.g. "drift").
 
     Returns the run's name, or None when the TrainingJob is gone, suspended or cannot start
-    runs (its conditions say why). Serialised with the TrainingJob's other reconciles.
+    runs (its conditions say why). Raises :class:`kube.ApiError` when the API server fails
+    or refuses a write (a refusal is also in the TrainingJob's conditions). Serialised with
+    the TrainingJob's other reconciles.
     """
     key = (namespace, name)
 
