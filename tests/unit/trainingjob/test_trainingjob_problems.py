@@ -108,3 +108,26 @@ def test_clashing_hyperparameters_block_runs_with_a_clear_reason() -> None:
     assert verdict is not None
     assert (verdict.status, verdict.reason) == ("False", "InvalidHyperparameters")
     assert "['LR', 'lr'] -> KILN_HP_LR" in verdict.message
+
+
+H100 = AcceleratorMap({"nvidia-h100": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}})
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        pytest.param({}, None, id="plain"),
+        pytest.param({"accelerator": {"type": "nvidia-h100", "count": 1}}, None, id="known-gpu"),
+        pytest.param(
+            {"accelerator": {"type": "tpu-v5", "count": 1}}, "UnknownAccelerator", id="unknown-gpu"
+        ),
+        pytest.param({"schedule": "0 3 * * *", "timeZone": "Europe/Berlin"}, None, id="schedule"),
+        pytest.param(
+            {"schedule": "0 3 * * *", "timeZone": "Mars/Olympus"}, "InvalidSchedule", id="bad-zone"
+        ),
+        pytest.param({"schedule": "99 * * * *"}, "InvalidSchedule", id="bad-minute"),
+    ],
+)
+def test_configuration_problems(spec: dict[str, Any], reason: str | None) -> None:
+    verdict = configuration_problem(spec_of(training_job(**spec)), H100)
+    assert (verdict.reason if verdict else None) == reason
