@@ -216,6 +216,7 @@ class Api:
         problem = metadata.decode_problem(meta)
         if problem is not None:
             raise bad_request(problem)
+        obj["metadata"] = metadata.without_unknown_fields(meta)
         return obj
 
     def _check_namespace(self, rt: ResourceType, namespace: str, meta: Obj, name: str) -> None:

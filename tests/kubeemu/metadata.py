@@ -163,6 +163,32 @@ def _decode_error(field: str, value: Any, go_type: str) -> str:
     )
 
 
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+
+
+def without_unknown_fields(meta: dict[str, Any]) -> dict[str, Any]:
+    """ObjectMeta as the server decodes it: fields it does not define are dropped."""
+    return {k: v for k, v in meta.items() if k in OBJECT_META_FIELDS}
+
+
 def decode_problem(meta: dict[str, Any]) -> str | None:
     """Why ObjectMeta would not decode (the API server answers 400), or None."""
     for field, (python_type, go_type) in _META_TYPES.items():

@@ -194,3 +194,9 @@ def test_only_one_owner_reference_may_be_the_controller(api: Api) -> None:
     assert error.causes[0].message.endswith(
         'Found "true" in references for ConfigMap/a and ConfigMap/b'
     )
+
+
+def test_unknown_metadata_fields_are_dropped(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    made = api.create(configmaps, "ns", {"metadata": {"name": "c", "colour": "red"}}, AS_TEST)
+    assert "colour" not in made["metadata"]
