@@ -525,6 +525,7 @@ class Api:
             causes.extend(metadata.name_causes(name, rt.storage_key))
         causes.extend(metadata.label_causes(meta.get("labels")))
         causes.extend(metadata.owner_reference_causes(meta))
+        causes.extend(metadata.annotation_causes(meta.get("annotations")))
         if meta.get("annotations") is not None and not isinstance(meta["annotations"], dict):
             causes.append(
                 Cause(

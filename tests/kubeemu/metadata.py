@@ -88,6 +88,25 @@ def name_causes(name: str, storage_key: tuple[str, str]) -> list[Cause]:
     return causes
 
 
+ANNOTATIONS_LIMIT = 256 * 1024
+
+
+def annotation_causes(annotations: Any) -> list[Cause]:
+    """Annotations may hold at most 256 KiB of keys and values together."""
+    if not isinstance(annotations, dict):
+        return []
+    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+    if size <= ANNOTATIONS_LIMIT:
+        return []
+    return [
+        Cause(
+            "FieldValueTooLong",
+            f"Too long: must have at most {ANNOTATIONS_LIMIT} bytes",
+            "metadata.annotations",
+        )
+    ]
+
+
 def label_causes(labels: Any) -> list[Cause]:
     if labels is None:
         return []

@@ -290,6 +290,8 @@ class RestServer:
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise ApiError(413, f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
         content_type = request.content_type
         if not raw.strip():
             raise bad_request("the request body is empty")
@@ -556,6 +558,9 @@ def _scale_of(obj: Obj) -> Obj:
 def _method_not_allowed() -> ApiError:
     return ApiError(405, "the server does not allow this method on the requested resource")
 
+
+# The API server's limit on a request body.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can "

@@ -8,6 +8,7 @@ dict, which lets watch events and list answers share them without copying.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ StorageKey = tuple[str, str]
 ObjectKey = tuple[str, str]  # (namespace or "", name)
 Obj = dict[str, Any]
 
+# etcd refuses a value larger than this (its default --max-request-bytes).
+MAX_OBJECT_BYTES = 1572864
 # How many events per resource type a watch can resume from; older ones answer 410 Expired.
 HISTORY_WINDOW = 5000
 # A first resourceVersion well above 1, so that clients resuming from "1" get 410 as on a
@@ -167,6 +170,8 @@ class Store:
 
     def write(self, key: StorageKey, obj: Obj, old: Obj | None) -> Obj:
         """Store a created or changed object under a fresh resourceVersion; returns it."""
+        if len(json.dumps(obj, separators=(",", ":"))) > MAX_OBJECT_BYTES:
+            raise ApiError(500, "etcdserver: request is too large")
         self._rv += 1
         stored = _with_resource_version(obj, self._rv)
         bucket = self._buckets[key]

@@ -200,3 +200,21 @@ def test_unknown_metadata_fields_are_dropped(api: Api) -> None:
     configmaps = served(api, "", "v1", "configmaps")
     made = api.create(configmaps, "ns", {"metadata": {"name": "c", "colour": "red"}}, AS_TEST)
     assert "colour" not in made["metadata"]
+
+
+def test_annotations_are_limited_to_256_kib(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    body = {"metadata": {"name": "c", "annotations": {"big": "x" * (256 * 1024)}}}
+    error = refused(lambda: api.create(configmaps, "ns", body, AS_TEST))
+    assert (error.code, error.causes[0].message) == (
+        422,
+        "Too long: must have at most 262144 bytes",
+    )
+
+
+def test_an_object_too_large_for_etcd_is_refused(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    body = {"metadata": {"name": "c"}, "data": {f"k{i}": "x" * 100_000 for i in range(16)}}
+    error = refused(lambda: api.create(configmaps, "ns", body, AS_TEST))
+    assert (error.code, error.message) == (500, "etcdserver: request is too large")
+    assert api.store.get(configmaps.storage_key, "ns", "c") is None

@@ -124,3 +124,9 @@ def test_malformed_delete_options_are_bad_requests(
     http.post(path, {"metadata": {"name": "a"}})
     status, answer = http.delete(f"{path}/a", body, **query)
     assert (status, answer["reason"]) == (400, "BadRequest")
+
+
+def test_a_request_body_over_3_mib_is_too_large(http: Http, namespace: str) -> None:
+    body = {"metadata": {"name": "big"}, "data": {"k": "x" * (3 * 1024 * 1024)}}
+    status, answer = http.post(f"/api/v1/namespaces/{namespace}/configmaps", body)
+    assert (status, answer["reason"]) == (413, "RequestEntityTooLarge")
