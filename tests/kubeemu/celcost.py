@@ -183,11 +183,15 @@ class _Estimator:
             "relation_gt",
             "relation_ge",
         ):
+            # Comparing strings walks the shorter one; scalars cost one unit.
             smaller = min(left.size, right.size)
-            return Estimate(cost + 1 + math.ceil(smaller * STRING_TRAVERSAL))
-        if operator == "addition_add" and (left.size or right.size):
+            return Estimate(cost + max(math.ceil(smaller * STRING_TRAVERSAL), 1))
+        if operator == "addition_add" and (_is_string(left) or _is_string(right)):
             size = left.size + right.size
             return Estimate(cost + math.ceil(size * STRING_TRAVERSAL), left.schema, size)
+        if operator == "addition_add":
+            # List concatenation is O(1) in cel-go; only the size grows.
+            return Estimate(cost + 1, left.schema, left.size + right.size)
         return Estimate(cost + (1 if operator else 0), left.schema)
 
     def _conditionalor(self, node: Tree[Any]) -> Estimate:
@@ -328,6 +332,10 @@ class _Estimator:
             own = math.ceil(receiver.size * STRING_TRAVERSAL)
             return Estimate(base + max(own, 1), receiver.schema, receiver.size)
         return Estimate(base + 1)
+
+
+def _is_string(estimate: Estimate) -> bool:
+    return bool(estimate.schema) and (estimate.schema or {}).get("type") == "string"
 
 
 def _variable_name(expr: Any) -> str:
