@@ -158,9 +158,8 @@ def _child(path: str, name: str) -> str:
 
 
 def _schema_type(schema: Schema) -> str:
-    if schema.get("x-kubernetes-int-or-string"):
-        return "integer-or-string"
-    return str(schema.get("type") or "object")
+    """The structural type a failed rule reports as its bad value ("" when untyped)."""
+    return str(schema.get("type") or "")
 
 
 ABSENT = object()
