@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.kubeemu.crd_schema import schema_causes
 from tests.kubeemu.errors import Cause
 from tests.kubeemu.fieldsets import now_rfc3339
 from tests.kubeemu.resources import PrinterColumn, Registry, ResourceType
@@ -75,8 +76,6 @@ def validate_crd(
     crd: dict[str, Any], old: dict[str, Any] | None, registry: Registry
 ) -> list[Cause]:
     """Structural checks the API server makes before it serves a CRD."""
-    from tests.kubeemu.schema import schema_causes
-
     causes: list[Cause] = []
     spec = crd.get("spec")
     if not isinstance(spec, dict):

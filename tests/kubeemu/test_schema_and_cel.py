@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubeemu import cel_rules, schema
+from tests.kubeemu import cel_rules, crd_schema, schema
 from tests.kubeemu.celcost import cost_causes
 from tests.kubeemu.conftest import REFERENCE, load_yaml
 
@@ -323,7 +323,7 @@ def test_a_crd_whose_default_breaks_its_own_schema_is_refused() -> None:
             "mode": {"type": "string", "enum": ["Canary"], "default": "Canary"},
         },
     }
-    causes = schema.schema_causes(node, "spec.validation.openAPIV3Schema")
+    causes = crd_schema.schema_causes(node, "spec.validation.openAPIV3Schema")
     assert [(c.field, c.message) for c in causes] == [
         (
             "spec.validation.openAPIV3Schema.properties[replicas].default",
