@@ -30,7 +30,7 @@ kubectl apply -k operator/deploy
 kubectl -n kiln-system rollout status deployment/kiln-operator --timeout=180s
 
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
-kubectl -n "$NS" apply -f examples/quickstart/manifests.yaml
+kubectl -n "$NS" apply -f examples/quickstart/manifests.yaml -f examples/training/trainingjob.yaml
 echo "waiting for the first training run to register a ModelVersion..."
-kubectl -n "$NS" wait trainingjob/iris --for=jsonpath='{.status.phase}'=Succeeded --timeout=600s
+kubectl -n "$NS" wait trainingjob/iris-example --for=condition=Registered --timeout=600s
 kubectl -n "$NS" get kiln
