@@ -7,7 +7,6 @@ parses Kubernetes REST paths (`/api/v1/namespaces/{ns}/{plural}/{name}/{subresou
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.kubeemu import discovery, openapi, table
+from tests.kubeemu import discovery, listing, openapi, table
 from tests.kubeemu.api import APPLY_PATCH, APPLY_PATCH_CBOR, Api
 from tests.kubeemu.errors import ApiError, bad_request, expired
 from tests.kubeemu.options import DeleteOptions, WriteOptions
@@ -35,53 +34,6 @@ RequestLog = Callable[[str, str, str, str, int], None]
 LOGGED = web.RequestKey("kubeemu_logged", bool)
 # The write options of a request, kept so its warnings become `Warning` response headers.
 WRITE_OPTIONS = web.RequestKey("kubeemu_write_options", WriteOptions)
-
-_FIELD_SELECTABLE: dict[tuple[str, str], frozenset[str]] = {
-    ("", "pods"): frozenset(
-        {
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        }
-    ),
-    ("", "events"): frozenset(
-        {
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        }
-    ),
-    ("events.k8s.io", "events"): frozenset(
-        {
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "regarding.apiVersion",
-            "regarding.resourceVersion",
-            "regarding.fieldPath",
-            "reason",
-            "reportingController",
-            "type",
-        }
-    ),
-    ("", "secrets"): frozenset({"type"}),
-    ("", "namespaces"): frozenset({"status.phase"}),
-    ("batch", "jobs"): frozenset({"status.successful"}),
-}
-_ALWAYS_SELECTABLE = frozenset({"metadata.name", "metadata.namespace"})
 
 
 def _dumps(value: Any) -> bytes:
@@ -372,8 +324,8 @@ class RestServer:
         if query.get("labelSelector"):
             predicates.append(label_selector(query["labelSelector"]))
         if query.get("fieldSelector"):
-            selectable = _FIELD_SELECTABLE.get((rt.group, rt.plural), frozenset())
-            supported = _ALWAYS_SELECTABLE | selectable
+            selectable = listing.FIELD_SELECTABLE.get((rt.group, rt.plural), frozenset())
+            supported = listing.ALWAYS_SELECTABLE | selectable
             predicates.append(field_selector(query["fieldSelector"], supported))
         return combine(predicates)
 
@@ -386,23 +338,23 @@ class RestServer:
     def _list(self, request: web.Request, target: Target) -> web.Response:
         rt = target.rt
         query = request.query
-        token = _decode_continue(query.get("continue", ""))
+        token = listing.decode_continue(query.get("continue", ""))
         snapshot = token[0] if token is not None else self._list_resource_version(query)
         try:
             items = self._selected(request, target, snapshot)
         except ApiError as error:
             if token is not None and error.code == 410:
-                raise expired(CONTINUE_EXPIRED) from None
+                raise expired(listing.CONTINUE_EXPIRED) from None
             raise
         if token is not None:
-            items = [o for o in items if _sort_key(o) > token[1]]
+            items = [o for o in items if listing.sort_key(o) > token[1]]
         served_at = snapshot if snapshot is not None else self.api.store.resource_version
         list_meta: dict[str, Any] = {"resourceVersion": str(served_at)}
         limit = _integer_parameter(query, "limit")
         if limit > 0 and len(items) > limit:
             remaining = len(items) - limit
             items = items[:limit]
-            list_meta["continue"] = _encode_continue(served_at, _sort_key(items[-1]))
+            list_meta["continue"] = listing.encode_continue(served_at, listing.sort_key(items[-1]))
             list_meta["remainingItemCount"] = remaining
         elif rt.is_custom:
             list_meta["continue"] = ""
@@ -562,14 +514,6 @@ def _method_not_allowed() -> ApiError:
 # The API server's limit on a request body.
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
-CONTINUE_EXPIRED = (
-    "The provided continue parameter is too old to display a consistent list result. You can "
-    "start a new list without the continue parameter, or use the continue token in this "
-    "response to retrieve the remainder of the results. Continuing with the provided token "
-    "results in an inconsistent list - objects that were created, modified, or deleted between "
-    "the time the first chunk was returned and now may show up in the list."
-)
-
 
 def _integer_parameter(query: Any, name: str) -> int:
     raw = query.get(name) or "0"
@@ -588,25 +532,3 @@ def _parse_rv(rv: str) -> int:
         raise ApiError(
             400, f'resourceVersion: Invalid value: "{rv}": must be a non-negative integer'
         ) from None
-
-
-def _sort_key(obj: Obj) -> tuple[str, str]:
-    meta = obj["metadata"]
-    return (meta.get("namespace") or "", meta["name"])
-
-
-def _encode_continue(rv: int, key: tuple[str, str]) -> str:
-    """A continue token: the snapshot's version and the last key listed, as etcd pages."""
-    token = {"v": "meta.k8s.io/v1", "rv": rv, "start": list(key)}
-    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
-
-
-def _decode_continue(token: str) -> tuple[int, tuple[str, str]] | None:
-    if not token:
-        return None
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-        namespace, name = decoded["start"]
-        return int(decoded["rv"]), (str(namespace), str(name))
-    except (ValueError, KeyError, TypeError):
-        raise bad_request("continue key is not valid: could not decode continue token") from None
