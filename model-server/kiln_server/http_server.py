@@ -2,8 +2,10 @@
 
 What it does: keep-alive, pipelining (requests on one connection are answered strictly in
 order, one at a time), Content-Length and chunked request bodies, a request size limit (413),
-``Expect: 100-continue``, HEAD, 400 on malformed requests, idle keep-alive timeout, and a
-graceful drain for shutdown. What it leaves to the handler: routing and every body.
+``Expect: 100-continue``, HEAD, 400 on malformed requests, 431 when the request line and
+headers exceed ``MAX_HEADER_BYTES``, idle keep-alive timeout, a deadline for the headers
+(a client trickling bytes never ends them: slowloris), and a graceful drain for shutdown.
+What it leaves to the handler: routing and every body.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _JSON = b"application/json"
 # Pipelined requests buffered per connection before we stop reading from it.
 _MAX_PIPELINED = 32
+# The request line plus headers of one request; httptools itself sets no limit.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -62,6 +66,7 @@ class ServerState:
 
     handler: Handler
     max_body: int
+    # Also the time a request's line and headers may take to arrive, from its first byte.
     keep_alive_timeout: float
     connections: set[HttpProtocol] = field(default_factory=set)
     draining: bool = False
@@ -80,6 +85,9 @@ class HttpProtocol(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._in_message = False
+        self._in_headers = False
+        self._header_bytes = 0
+        self._message_started = 0.0
         self._rejected = False
         self._requests: deque[tuple[HttpRequest, bool]] = deque()
         self._busy = False
@@ -110,6 +118,10 @@ class HttpProtocol(asyncio.Protocol):
     def idle(self) -> bool:
         return not self._busy and not self._requests and not self._in_message
 
+    def headers_overdue(self, started_before: float) -> bool:
+        """A request began before ``started_before`` and its headers have not all arrived."""
+        return self._in_headers and self._message_started < started_before
+
     @property
     def waiting_on_client(self) -> bool:
         """Nothing to answer: the connection is idle or a request is still arriving."""
@@ -122,7 +134,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- parsing --------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._rejected:  # a rejected stream cannot resync: ignore the rest
             return
         self.last_active = time.monotonic()
         try:
@@ -135,20 +147,39 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._in_headers = True
+        self._header_bytes = 0
+        self._message_started = time.monotonic()
         self._url = b""
         self._headers = {}
         self._body = []
         self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
+        if self._headers_too_large(len(url)):
+            return
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_too_large(len(name) + len(value)):
+            return
         key = name.lower()
         previous = self._headers.get(key)
         self._headers[key] = value if previous is None else previous + b", " + value
 
+    def _headers_too_large(self, size: int) -> bool:
+        if self._rejected:
+            return True
+        self._header_bytes += size
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._reject(431, f"the request line and headers exceed {MAX_HEADER_BYTES} bytes")
+            return True
+        return False
+
     def on_headers_complete(self) -> None:
+        self._in_headers = False
+        if self._rejected:
+            return
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._state.max_body:
             self._reject(413, f"request body of {int(length)} bytes exceeds {self._state.max_body}")
@@ -193,6 +224,7 @@ class HttpProtocol(asyncio.Protocol):
         """Answer an unparseable or oversized request and close: the stream cannot resync."""
         self._rejected = True
         self._in_message = False
+        self._in_headers = False
         self._rejection = error_response(status, message)
         self._requests.append((HttpRequest("REJECT", "", {}, b""), False))
         if not self._busy:
@@ -298,9 +330,12 @@ class HttpServer:
         while True:
             await asyncio.sleep(max(0.05, min(1.0, timeout / 2)))
             cutoff = time.monotonic() - timeout
-            # Idle keep-alive connections, and requests that stopped arriving half-way.
+            # Idle keep-alive connections, requests that stopped arriving half-way, and
+            # headers trickled so slowly that they never end.
             for connection in list(self.state.connections):
-                if connection.waiting_on_client and connection.last_active < cutoff:
+                if (
+                    connection.waiting_on_client and connection.last_active < cutoff
+                ) or connection.headers_overdue(cutoff):
                     connection.close()
 
     async def drain(self, grace_seconds: float) -> None:

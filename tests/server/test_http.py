@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -234,3 +235,52 @@ def test_random_bytes_on_the_socket_never_take_the_server_down(
         client.send(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) + b"\r\n\r\n")
         client.close()
     assert tabular_server.get("/v2/health/ready").status == 200
+
+
+def test_headers_over_the_limit_are_431_and_the_connection_closes(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(100))
+    client.send(b"GET /v2 HTTP/1.1\r\nHost: x\r\n" + filler + b"\r\n")
+    status, _, body = client.read_response()
+    assert status == 431
+    assert b"headers exceed" in body
+    assert client.closed_by_peer()
+    assert tabular_server.get("/v2/health/live").status == 200
+
+
+def test_a_url_over_the_header_limit_is_431(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    client.send(b"GET /v2/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.read_response()[0] == 431
+
+
+def test_headers_trickled_byte_by_byte_are_cut_off_at_the_deadline(
+    impatient_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    """Slowloris: each byte arrives before the idle timeout, the headers never end."""
+    client = connect(impatient_server.port)
+    client.send(b"GET /v2 HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    while time.monotonic() - started < 4.0 and not peer_has_closed(client):
+        client.send(b"X")
+        time.sleep(0.1)
+    assert peer_has_closed(client)
+    assert impatient_server.get("/v2/health/live").status == 200
+
+
+def peer_has_closed(client: RawClient) -> bool:
+    """Without waiting: has the server closed this connection?"""
+    timeout = client.sock.gettimeout()
+    client.sock.settimeout(0)
+    try:
+        return client.sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        client.sock.settimeout(timeout)
