@@ -228,6 +228,8 @@ class RestServer:
             if method == "PATCH":
                 return await self._patch(request, rt, namespace, name, "status")
             raise _method_not_allowed()
+        if sub == "log" and rt.storage_key == ("", "pods") and method == "GET":
+            raise _no_kubelet(self.api.get(rt, namespace, name))
         if sub == "scale" and "scale" in rt.extra_subresources:
             return await self._scale(request, rt, namespace, name)
         if sub == "finalize" and rt.storage_key == ("", "namespaces") and method == "PUT":
@@ -505,6 +507,18 @@ def _scale_of(obj: Obj) -> Obj:
             "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
         },
     }
+
+
+def _no_kubelet(pod: Obj) -> ApiError:
+    """Logs come from a kubelet; the emulator has none, so it answers as a server whose node
+    cannot be reached."""
+    name = pod["metadata"]["name"]
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        return bad_request(f"pod {name} does not have a host assigned")
+    return ApiError(
+        500, f"no kubelet serves node {node} in the API emulator, so pod {name} has no logs"
+    )
 
 
 def _method_not_allowed() -> ApiError:

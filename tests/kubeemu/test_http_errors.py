@@ -130,3 +130,12 @@ def test_a_request_body_over_3_mib_is_too_large(http: Http, namespace: str) -> N
     body = {"metadata": {"name": "big"}, "data": {"k": "x" * (3 * 1024 * 1024)}}
     status, answer = http.post(f"/api/v1/namespaces/{namespace}/configmaps", body)
     assert (status, answer["reason"]) == (413, "RequestEntityTooLarge")
+
+
+def test_pod_logs_say_why_there_are_none(http: Http, namespace: str) -> None:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    http.post(f"/api/v1/namespaces/{namespace}/pods", pod)
+    status, answer = http.get(f"/api/v1/namespaces/{namespace}/pods/p/log")
+    assert (status, answer["message"]) == (400, "pod p does not have a host assigned")
+    status, _ = http.get(f"/api/v1/namespaces/{namespace}/pods/absent/log")
+    assert status == 404
