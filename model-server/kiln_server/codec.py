@@ -164,6 +164,12 @@ def _from_binary(
 
 
 def _bytes_elements(name: str, chunk: memoryview, count: int) -> np.ndarray:
+    # Checked before allocating: a huge shape must not cost memory the body never carried.
+    if count * _LENGTH.size > len(chunk):
+        raise bad_request(
+            f"input {name!r}: {count} BYTES elements need at least {count * _LENGTH.size} bytes "
+            f"(a 4-byte length each), binary_data_size is {len(chunk)}"
+        )
     elements = np.empty(count, dtype=object)
     position = 0
     data = bytes(chunk)
@@ -209,6 +215,13 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
             raise bad_request(f"input {name!r}: a value is out of range for {datatype}")
+    if dtype.kind == "f" and array.dtype != dtype:
+        # JSON carries no infinities, so any in the cast are values too large for the type.
+        with np.errstate(over="ignore"):
+            converted = array.astype(dtype)
+        if not np.isfinite(converted).all():
+            raise bad_request(f"input {name!r}: a value is out of range for {datatype}")
+        return converted
     return array.astype(dtype, copy=False)
 
 

@@ -45,6 +45,10 @@ def error_of(reply: object) -> str:
             "FP32 data must be numbers, got strings",
         ),
         (json.dumps({"inputs": [{**ROW, "datatype": "FP8"}]}).encode(), "datatype 'FP8'"),
+        (
+            json.dumps({"inputs": [{**ROW, "data": [1e39] + [0.0] * 7}]}).encode(),
+            "input 'input': a value is out of range for FP32",
+        ),
         (json.dumps({"inputs": [ROW, ROW]}).encode(), "given more than once"),
         (
             json.dumps({"inputs": [ROW], "outputs": [{"name": "nope"}]}).encode(),
@@ -109,6 +113,31 @@ def test_a_binary_size_beyond_the_body_is_400(tabular_server: ServerProcess) -> 
     reply = post_binary(tabular_server, declared_size=32, payload_size=8)
     assert reply.status == 400  # type: ignore[attr-defined]
     assert "binary_data_size 32 but only 8 bytes of binary data remain" in error_of(reply)
+
+
+def peak_rss_kib(server: ServerProcess) -> int:
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return int(status.read().split("VmHWM:")[1].split()[0])
+
+
+def test_a_huge_bytes_shape_with_little_binary_data_is_400_without_allocating_it(
+    tabular_server: ServerProcess,
+) -> None:
+    head = json.dumps(
+        {"inputs": [{"name": "input", "datatype": "BYTES", "shape": [100_000_000],
+                     "parameters": {"binary_data_size": 8}}]}
+    ).encode()  # fmt: skip
+    peak_before = peak_rss_kib(tabular_server)
+    reply = tabular_server.request(
+        "POST", "/v2/models/tabular/infer", head + b"\0" * 8,
+        {"Inference-Header-Content-Length": str(len(head))},
+    )  # fmt: skip
+    assert reply.status == 400
+    assert error_of(reply) == (
+        "input 'input': 100000000 BYTES elements need at least 400000000 bytes "
+        "(a 4-byte length each), binary_data_size is 8"
+    )
+    assert peak_rss_kib(tabular_server) - peak_before < 100_000
 
 
 def test_a_header_length_beyond_the_body_is_400(tabular_server: ServerProcess) -> None:
