@@ -43,10 +43,13 @@ class _Pending:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+# One request's share of a batch: its outputs, or the error that request alone caused.
+_Outcome = list[np.ndarray] | Exception
+
+
 @dataclass(slots=True)
 class _BatchResult:
-    outputs: list[list[np.ndarray]] | None
-    error: BaseException | None
+    outcomes: list[_Outcome]  # one per request, in batch order
     rows: int
     compute_seconds: float
 
@@ -160,49 +163,60 @@ class Batcher:
     def _execute(self, batch: list[_Pending]) -> _BatchResult:
         """Merge, run and split one batch (on the worker thread when there is one)."""
         head = batch[0]
+        total = sum(item.rows for item in batch)
+        start = time.perf_counter()
         if len(batch) == 1:
-            feeds = head.feeds
-        else:
+            outcomes = self._run_alone(batch)
+            return _BatchResult(outcomes, total, time.perf_counter() - start)
+        try:
             feeds = {
                 name: np.concatenate([item.feeds[name] for item in batch]) for name in head.feeds
             }
-        total = sum(item.rows for item in batch)
-        start = time.perf_counter()
-        try:
             merged = self._run(head.output_names, feeds)
-            compute = time.perf_counter() - start
-            if self._on_rows is not None:
-                self._on_rows(feeds)
-            if len(batch) == 1:
-                return _BatchResult([merged], None, total, compute)
-            if any(output.shape[:1] != (total,) for output in merged):
-                # The signature promised batch-major outputs but the model disagrees: fall
-                # back to one call per request rather than hand out wrong slices.
-                self._mergeable = False
-                singles = [self._run(item.output_names, item.feeds) for item in batch]
-                return _BatchResult(singles, None, total, time.perf_counter() - start)
-        except Exception as error:
-            return _BatchResult(None, error, total, time.perf_counter() - start)
-        results: list[list[np.ndarray]] = []
+        except Exception:
+            # One bad request (an index out of range, say) must not fail the requests it was
+            # merged with: run each alone, so only the culprit gets the error.
+            outcomes = self._run_alone(batch)
+            return _BatchResult(outcomes, total, time.perf_counter() - start)
+        compute = time.perf_counter() - start
+        if any(output.shape[:1] != (total,) for output in merged):
+            # The signature promised batch-major outputs but the model disagrees: fall back
+            # to one call per request rather than hand out wrong slices.
+            self._mergeable = False
+            outcomes = self._run_alone(batch)
+            return _BatchResult(outcomes, total, time.perf_counter() - start)
+        if self._on_rows is not None:
+            self._on_rows(feeds)
+        results: list[_Outcome] = []
         offset = 0
         for item in batch:
             end = offset + item.rows
             results.append([output[offset:end] for output in merged])
             offset = end
-        return _BatchResult(results, None, total, compute)
+        return _BatchResult(results, total, compute)
+
+    def _run_alone(self, batch: list[_Pending]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        for item in batch:
+            try:
+                outcomes.append(self._run(item.output_names, item.feeds))
+            except Exception as error:
+                outcomes.append(error)
+                continue
+            if self._on_rows is not None:
+                self._on_rows(item.feeds)
+        return outcomes
 
     def _finish(self, batch: list[_Pending], result: _BatchResult) -> None:
         self._busy = False
         self._on_batch(result.rows, result.compute_seconds)
-        if result.outputs is not None:
-            for item, outputs in zip(batch, result.outputs, strict=True):
-                if not item.future.done():
-                    item.future.set_result(outputs)
-        else:
-            error = result.error or RuntimeError("batch failed")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
+        for item, outcome in zip(batch, result.outcomes, strict=True):
+            if item.future.done():  # the client went away
+                continue
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
         if self._queue and not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._dispatch)

@@ -138,7 +138,9 @@ async def test_an_idle_batcher_does_not_wait_for_the_queue_delay(
     assert elapsed < 0.25
 
 
-async def test_a_failing_call_fails_every_request_in_its_batch(tmp_path: object) -> None:
+async def test_a_failing_merged_call_fails_only_the_request_that_caused_it(
+    tmp_path: object,
+) -> None:
     directory = str(tmp_path)
     models.lookup(directory)
     model = CountingModel(os.path.join(directory, "model.onnx"))
@@ -147,14 +149,18 @@ async def test_a_failing_call_fails_every_request_in_its_batch(tmp_path: object)
     def index(value: int) -> dict[str, np.ndarray]:
         return {"index": np.array([value], dtype=np.int64)}
 
-    outcomes = await asyncio.gather(
-        batcher.predict(index(0), ("row",), 1),
+    good, bad, other = await asyncio.gather(
+        batcher.predict(index(1), ("row",), 1),
         batcher.predict(index(99), ("row",), 1),
+        batcher.predict(index(3), ("row",), 1),
         return_exceptions=True,
     )
     batcher.close()
-    assert all(isinstance(outcome, Exception) for outcome in outcomes)
-    assert model.calls == [(2, ("row",))]
+    assert isinstance(bad, Exception)
+    assert "99" in str(bad)
+    np.testing.assert_array_equal(good[0], [[2.0, 3.0]])  # type: ignore[index]
+    np.testing.assert_array_equal(other[0], [[6.0, 7.0]])  # type: ignore[index]
+    assert model.calls == [(3, ("row",)), (1, ("row",)), (1, ("row",)), (1, ("row",))]
 
 
 @pytest.mark.server
