@@ -12,6 +12,10 @@ it. This trades latency for fuller batches, as Triton's ``max_queue_delay_micros
 it pays off for costly models under open-loop traffic, and it costs throughput when a fixed
 set of clients each wait for their answer (the batch never fills, so every call waits).
 
+The queue is bounded: past ``max_queued_requests`` waiting requests, ``predict`` refuses
+with a 503 at once, so an overloaded server sheds load instead of growing memory and latency
+without limit (clients and load balancers retry elsewhere).
+
 Cheap calls run on the event loop itself (a thread hop costs more than they do); expensive
 ones run on a dedicated worker thread, since ONNX Runtime releases the GIL while it computes.
 """
@@ -26,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from kiln_server.errors import unavailable
 
 RunFunction = Callable[[Sequence[str], dict[str, np.ndarray]], list[np.ndarray]]
 BatchObserver = Callable[[int, float], None]
@@ -63,6 +69,7 @@ class Batcher:
         *,
         max_batch_size: int,
         max_queue_delay: float,
+        max_queued_requests: int,
         mergeable: bool,
         run_inline: bool,
         on_batch: BatchObserver,
@@ -73,6 +80,7 @@ class Batcher:
         self._run = run
         self._max_rows = max(1, max_batch_size)
         self._delay = max(0.0, max_queue_delay)
+        self._max_queued = max(1, max_queued_requests)
         self._mergeable = mergeable
         self._executor = None if run_inline else ThreadPoolExecutor(1, "kiln-ort")
         self._on_batch = on_batch
@@ -88,6 +96,11 @@ class Batcher:
         self, feeds: dict[str, np.ndarray], output_names: tuple[str, ...], rows: int
     ) -> asyncio.Future[list[np.ndarray]]:
         """Queue one request; the future resolves to its outputs, in ``output_names`` order."""
+        if len(self._queue) >= self._max_queued:
+            raise unavailable(
+                f"the server is overloaded: {len(self._queue)} requests are already waiting "
+                "for the model; retry later"
+            )
         key: Hashable
         if rows < 0:  # the caller found no common batch dimension: never merge this one
             key, rows = object(), 1

@@ -85,6 +85,12 @@ def _add_serve(sub: Any) -> None:
         "[KILN_MAX_QUEUE_DELAY_MS]",
     )
     serve.add_argument(
+        "--max-queued-requests",
+        type=_positive_int,
+        default=_env("MAX_QUEUED_REQUESTS", 1024, int),
+        help="requests waiting for the model beyond this get 503 [KILN_MAX_QUEUED_REQUESTS]",
+    )
+    serve.add_argument(
         "--device",
         choices=("cpu", "cuda"),
         default=_env("DEVICE", "cpu"),
@@ -180,6 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_batch_size=args.max_batch_size,
         max_queue_delay_ms=args.max_queue_delay_ms,
+        max_queued_requests=args.max_queued_requests,
         device=args.device,
         threads=args.threads,
         max_request_bytes=args.max_request_bytes,

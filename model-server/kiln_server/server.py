@@ -129,6 +129,7 @@ class ModelServer:
             model.run,
             max_batch_size=settings.max_batch_size,
             max_queue_delay=settings.max_queue_delay_ms / 1000.0,
+            max_queued_requests=settings.max_queued_requests,
             mergeable=model.signature.batchable,
             run_inline=run_inline,
             on_batch=on_batch,

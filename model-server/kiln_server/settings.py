@@ -23,6 +23,7 @@ class ServeSettings:
     port: int = 8080
     max_batch_size: int = 64
     max_queue_delay_ms: float = 0.0
+    max_queued_requests: int = 1024
     device: str = "cpu"
     threads: int = 0  # 0: one ONNX Runtime thread per available core
     max_request_bytes: int = 64 * 1024 * 1024

@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from kiln_server.batching import Batcher
+from kiln_server.errors import InferenceError
 from kiln_server.runtime import OnnxModel
 from tests.server import models
 from tests.server.server_process import ServerProcess, metric_value
@@ -36,6 +37,7 @@ def make_batcher(model: CountingModel, **overrides: object) -> Batcher:
     options: dict[str, object] = {
         "max_batch_size": 64,
         "max_queue_delay": 0.0,
+        "max_queued_requests": 1024,
         "mergeable": True,
         "run_inline": False,
         "on_batch": lambda rows, seconds: None,
@@ -161,6 +163,25 @@ async def test_a_failing_merged_call_fails_only_the_request_that_caused_it(
     np.testing.assert_array_equal(good[0], [[2.0, 3.0]])  # type: ignore[index]
     np.testing.assert_array_equal(other[0], [[6.0, 7.0]])  # type: ignore[index]
     assert model.calls == [(3, ("row",)), (1, ("row",)), (1, ("row",)), (1, ("row",))]
+
+
+async def test_requests_beyond_the_queue_bound_are_refused_with_503(
+    tabular_model: CountingModel,
+) -> None:
+    batcher = make_batcher(tabular_model, max_queued_requests=3)
+    accepted: list[asyncio.Future[list[np.ndarray]]] = []
+    refused: list[InferenceError] = []
+    for i in range(5):
+        try:
+            accepted.append(batcher.predict(rows(1, i), ("output",), 1))
+        except InferenceError as error:
+            refused.append(error)
+    await asyncio.gather(*accepted)
+    assert [error.status for error in refused] == [503, 503]
+    assert "overloaded: 3 requests are already waiting" in refused[0].message
+    assert tabular_model.calls == [(3, ("output",))]
+    await batcher.predict(rows(1, 9), ("output",), 1)  # the queue drained: accepted again
+    batcher.close()
 
 
 @pytest.mark.server

@@ -88,5 +88,6 @@ def test_the_module_entry_point_and_the_console_script_agree() -> None:
     result = subprocess.run([sys.executable, "-m", "kiln_server", "serve", "--help"],
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0
-    for flag in ("--max-batch-size", "--max-queue-delay-ms", "--device", "KILN_THREADS"):
+    flags = ("--max-batch-size", "--max-queue-delay-ms", "--max-queued-requests", "--device")
+    for flag in (*flags, "KILN_THREADS", "KILN_MAX_QUEUED_REQUESTS"):
         assert flag in result.stdout
