@@ -79,6 +79,49 @@ def monitor(window: int = 1000) -> DriftMonitor:
     return DriftMonitor(baseline, "input", 8, window)
 
 
+@pytest.mark.parametrize(
+    ("expected", "counts", "psi"),
+    [
+        # shares .75/.25 against .5/.5: .25 ln 1.5 + .25 ln 2
+        ([0.5, 0.5], [75, 25], 0.2746530721670274),
+        # shares .1/.2/.3/.4 against .25 each: .15 ln(1/.4) + .05 ln(1/.8) + .05 ln 1.2 + .15 ln 1.6
+        ([0.25] * 4, [10, 20, 30, 40], 0.22821740957339182),
+        # an empty bin is floored at 1e-4: .5 ln 2 + (1e-4 - .5) ln(1e-4 / .5)
+        ([0.5, 0.5], [100, 0], 4.60431846666895),
+        ([0.2, 0.3, 0.5], [20, 30, 50], 0.0),
+        ([0.5, 0.5], [0, 0], 0.0),  # no live rows yet: no drift
+    ],
+    ids=["two-bins", "four-bins", "empty-bin", "identical", "no-rows"],
+)
+def test_psi_matches_the_hand_computed_value(
+    expected: list[float], counts: list[int], psi: float
+) -> None:
+    assert population_stability_index(np.array(expected), np.array(counts)) == pytest.approx(psi)
+
+
+def test_the_report_bins_each_feature_by_its_column_and_averages_them_overall() -> None:
+    baseline = parse_baseline(
+        {
+            "format": "kiln.baseline/v1",
+            "features": [
+                {"name": "a", "column": 0, "edges": [0.0], "fractions": [0.5, 0.5]},
+                {"name": "b", "column": 2, "edges": [0.0], "fractions": [0.5, 0.5]},
+            ],
+        }
+    )
+    monitor = DriftMonitor(baseline, "input", columns=3, window_rows=100)
+    column_a = np.where(np.arange(100) < 75, -1.0, 1.0)  # 75 below the edge, 25 above
+    column_b = np.where(np.arange(100) < 50, -1.0, 0.0)  # 0.0 sits in the upper bin
+    monitor.observe(np.stack([column_a, np.full(100, 9.0), column_b], axis=1))
+    report = monitor.report()
+    assert report.rows == 100
+    assert report.per_feature == {
+        "a": pytest.approx(0.2746530721670274),
+        "b": pytest.approx(0.0),
+    }
+    assert report.overall == pytest.approx(0.2746530721670274 / 2)
+
+
 def test_training_like_rows_stay_near_zero_and_shifted_rows_rise() -> None:
     fresh = np.random.default_rng(1)
     drift = monitor()
