@@ -1,8 +1,9 @@
 """Process lifecycle: environment configuration, warm-up before ready, graceful SIGTERM,
-and the idle memory budget."""
+the idle memory budget, and memory that stays flat under sustained load."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -79,6 +80,71 @@ def test_an_idle_server_with_a_tabular_model_stays_under_150_mb(
     with open(f"/proc/{tabular_server.process.pid}/status") as status:
         rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     assert rss_kb < 150 * 1024, f"idle RSS is {rss_kb / 1024:.0f} MiB"
+
+
+def resident_kib(server: ServerProcess) -> int:
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_resident_memory_stays_flat_under_sustained_mixed_traffic(
+    tabular_server: ServerProcess,
+) -> None:
+    """Good, bad and binary requests over fresh and kept-alive connections: after a warm-up
+    round, further rounds must not grow the process (a leak would grow with each round)."""
+    x = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    good = json.dumps({"id": "r", "inputs": [{"name": "input", "datatype": "FP32",
+                       "shape": [4, 8], "data": x.reshape(-1).tolist()}]}).encode()  # fmt: skip
+    bad = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [4, 8],
+                      "data": [0.0]}]}).encode()  # fmt: skip
+    head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [4, 8],
+                       "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()  # fmt: skip
+    path = "/v2/models/tabular/infer"
+
+    def one_round() -> None:
+        connection = tabular_server.connection()
+        for _ in range(300):
+            assert tabular_server.request("POST", path, good, connection=connection).status == 200
+            assert tabular_server.request("POST", path, bad, connection=connection).status == 400
+            binary = tabular_server.request(
+                "POST", path, head + x.tobytes(),
+                {"Inference-Header-Content-Length": str(len(head))}, connection=connection,
+            )  # fmt: skip
+            assert binary.status == 200
+        connection.close()
+        for _ in range(100):  # connections opened and dropped
+            assert tabular_server.request("POST", path, good).status == 200
+
+    one_round()
+    settled = resident_kib(tabular_server)
+    for _ in range(3):
+        one_round()
+    # ~3,900 requests after the warm-up: 2 MiB catches a leak of about 500 bytes a request.
+    assert resident_kib(tabular_server) - settled < 2 * 1024
+
+
+def test_a_second_sigterm_while_draining_changes_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    directory = str(tmp_path_factory.mktemp("slow-twice"))
+    models.slow(directory, size=1024, layers=64)
+    server = ServerProcess(directory, "slow", "--threads", "1")
+    try:
+        server.wait_ready()
+        original = server.process.send_signal
+
+        def signal_twice(signum: int) -> None:
+            original(signum)
+            time.sleep(0.01)
+            original(signal.SIGINT)
+
+        server.process.send_signal = signal_twice  # type: ignore[method-assign]
+        sigterm_while_a_request_is_in_flight(server)
+        assert server.output().count("signal received") == 1
+    finally:
+        server.process.send_signal = original  # type: ignore[method-assign]
+        server.stop()
 
 
 def test_the_module_entry_point_and_the_console_script_agree() -> None:
