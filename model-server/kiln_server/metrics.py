@@ -35,20 +35,19 @@ class _DriftCollector(Collector):
         for feature, value in report.per_feature.items():
             per_feature.add_metric([*self._labels, feature], value)
         yield per_feature
-        overall = GaugeMetricFamily(
+        yield self._model_gauge(
             contract.DRIFT_PSI_OVERALL,
             "Mean population stability index over all baseline features",
-            labels=list(contract.MODEL_LABELS),
+            report.overall,
         )
-        overall.add_metric(list(self._labels), report.overall)
-        yield overall
-        rows = GaugeMetricFamily(
-            contract.DRIFT_WINDOW_ROWS,
-            "Live input rows in the drift window",
-            labels=list(contract.MODEL_LABELS),
+        yield self._model_gauge(
+            contract.DRIFT_WINDOW_ROWS, "Live input rows in the drift window", report.rows
         )
-        rows.add_metric(list(self._labels), report.rows)
-        yield rows
+
+    def _model_gauge(self, name: str, documentation: str, value: float) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, documentation, labels=list(contract.MODEL_LABELS))
+        family.add_metric(list(self._labels), value)
+        return family
 
 
 class ServerMetrics:

@@ -46,6 +46,16 @@ def error_of(reply: object) -> str:
         ),
         (json.dumps({"inputs": [{**ROW, "datatype": "FP8"}]}).encode(), "datatype 'FP8'"),
         (
+            json.dumps(
+                {
+                    "inputs": [ROW],
+                    "outputs": [{"name": "output", "parameters": {"classification": 2}}],
+                }
+            ).encode(),
+            "output 'output': the classification extension is not supported",
+        ),
+        (json.dumps({"inputs": [{**ROW, "datatype": "BF16"}]}).encode(), "datatype 'BF16'"),
+        (
             json.dumps({"inputs": [{**ROW, "data": [1e39] + [0.0] * 7}]}).encode(),
             "input 'input': a value is out of range for FP32",
         ),
