@@ -23,6 +23,7 @@ ones run on a dedicated worker thread, since ONNX Runtime releases the GIL while
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -33,6 +34,7 @@ import numpy as np
 
 from kiln_server.errors import unavailable
 
+log = logging.getLogger("kiln_server.batching")
 RunFunction = Callable[[Sequence[str], dict[str, np.ndarray]], list[np.ndarray]]
 BatchObserver = Callable[[int, float], None]
 RowsObserver = Callable[[dict[str, np.ndarray]], None]
@@ -198,8 +200,7 @@ class Batcher:
             self._mergeable = False
             outcomes = self._run_alone(batch)
             return _BatchResult(outcomes, total, time.perf_counter() - start)
-        if self._on_rows is not None:
-            self._on_rows(feeds)
+        self._observe_rows(feeds)
         results: list[_Outcome] = []
         offset = 0
         for item in batch:
@@ -216,9 +217,18 @@ class Batcher:
             except Exception as error:
                 outcomes.append(error)
                 continue
-            if self._on_rows is not None:
-                self._on_rows(item.feeds)
+            self._observe_rows(item.feeds)
         return outcomes
+
+    def _observe_rows(self, feeds: dict[str, np.ndarray]) -> None:
+        """Hand served inputs to the observer (drift); its failure must not fail the requests
+        or leave the batcher busy forever."""
+        if self._on_rows is None:
+            return
+        try:
+            self._on_rows(feeds)
+        except Exception:
+            log.exception("the rows observer failed; the requests are answered regardless")
 
     def _finish(self, batch: list[_Pending], result: _BatchResult) -> None:
         self._busy = False

@@ -55,7 +55,16 @@ class DriftMonitor:
         self._lock = threading.Lock()
 
     def observe(self, rows: np.ndarray) -> None:
-        """Append a batch of live rows (shape [n, columns]) to the window."""
+        """Append a batch of live rows (shape [n, columns]) to the window.
+
+        With a dynamic feature dimension a request may carry more columns than the baseline
+        describes (the extra ones are not watched) or fewer (the batch cannot be compared
+        and is skipped); either way serving it must not fail because of drift.
+        """
+        columns = self._window.shape[1]
+        if rows.ndim != 2 or rows.shape[1] < columns:
+            return
+        rows = rows[:, :columns]
         capacity = self._window.shape[0]
         if rows.shape[0] >= capacity:
             rows = rows[-capacity:]

@@ -165,6 +165,24 @@ async def test_a_failing_merged_call_fails_only_the_request_that_caused_it(
     assert model.calls == [(3, ("row",)), (1, ("row",)), (1, ("row",)), (1, ("row",))]
 
 
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_failing_rows_observer_neither_fails_requests_nor_stalls_the_batcher(
+    tabular_model: CountingModel, inline: bool
+) -> None:
+    def broken_observer(feeds: dict[str, np.ndarray]) -> None:
+        raise ValueError("could not broadcast input array")
+
+    batcher = make_batcher(tabular_model, run_inline=inline, on_rows=broken_observer)
+    merged = await asyncio.wait_for(
+        asyncio.gather(*(batcher.predict(rows(1, i), ("output",), 1) for i in range(3))), 5
+    )
+    alone = await asyncio.wait_for(batcher.predict(rows(2, 7), ("output",), 2), timeout=5)
+    batcher.close()
+    assert [outputs[0].shape for outputs in merged] == [(1, 3)] * 3
+    assert alone[0].shape == (2, 3)
+    assert tabular_model.calls == [(3, ("output",)), (2, ("output",))]
+
+
 async def test_requests_beyond_the_queue_bound_are_refused_with_503(
     tabular_model: CountingModel,
 ) -> None:

@@ -122,6 +122,18 @@ def test_the_report_bins_each_feature_by_its_column_and_averages_them_overall() 
     assert report.overall == pytest.approx(0.2746530721670274 / 2)
 
 
+def test_rows_wider_than_the_baseline_are_watched_on_its_columns_and_narrower_are_skipped() -> None:
+    """A dynamic feature dimension lets requests differ in width from the baseline."""
+    baseline = parse_baseline(compute_baseline(TRAINING[:, :3]))
+    monitor = DriftMonitor(baseline, "input", columns=3, window_rows=100)
+    wide = np.hstack([TRAINING[:50, :3], np.full((50, 2), 1e6)])
+    monitor.observe(wide)
+    monitor.observe(TRAINING[:50, :2])
+    report = monitor.report()
+    assert report.rows == 50
+    assert report.overall < 0.3  # the far-off extra columns are not part of any feature
+
+
 def test_training_like_rows_stay_near_zero_and_shifted_rows_rise() -> None:
     fresh = np.random.default_rng(1)
     drift = monitor()
