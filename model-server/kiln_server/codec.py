@@ -207,6 +207,12 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.
         if kind != "b":
             raise bad_request(f"input {name!r}: BOOL data must be true/false, got {array.dtype}")
         return array
+    if dtype.kind in _INT_KINDS and kind in ("f", "O"):
+        # numpy reads a list mixing ints at and above 2**63 with smaller ones as floats:
+        # look again at the values themselves before calling them non-integers.
+        exact = _exact_integers(name, datatype, dtype, data)
+        if exact is not None:
+            return exact
     allowed = _INT_KINDS if dtype.kind in _INT_KINDS else _FLOAT_KINDS
     if kind not in allowed:
         what = "integers" if dtype.kind in _INT_KINDS else "numbers"
@@ -223,6 +229,20 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.
             raise bad_request(f"input {name!r}: a value is out of range for {datatype}")
         return converted
     return array.astype(dtype, copy=False)
+
+
+def _exact_integers(
+    name: str, datatype: str, dtype: np.dtype[Any], data: list[Any]
+) -> np.ndarray | None:
+    """``data`` as ``dtype`` when every element is a JSON integer; None when some is not."""
+    elements = np.asarray(data, dtype=object)
+    flat = elements.reshape(-1).tolist()
+    if not all(type(value) is int for value in flat):
+        return None
+    info = np.iinfo(dtype)
+    if min(flat) < info.min or max(flat) > info.max:
+        raise bad_request(f"input {name!r}: a value is out of range for {datatype}")
+    return np.array(flat, dtype=dtype).reshape(elements.shape)
 
 
 def _kind(kind: str) -> str:
