@@ -202,6 +202,10 @@ class HttpProtocol(asyncio.Protocol):
         if self._rejected:
             return
         url = self._url
+        if not url.startswith(b"/") and b"://" in url:
+            # absolute-form ("POST http://host/v2/..."), which HTTP/1.1 servers must accept
+            path_start = url.find(b"/", url.index(b"://") + 3)
+            url = url[path_start:] if path_start >= 0 else b"/"
         query = url.find(b"?")
         if query >= 0:
             url = url[:query]

@@ -198,6 +198,16 @@ def test_query_strings_and_percent_encoding_route_like_plain_paths(
     assert tabular_server.get("/v2/models/tab%75lar/ready?x=1").status == 200
 
 
+def test_absolute_form_request_targets_route_like_their_path(
+    tabular_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    client = connect(tabular_server.port)
+    client.send(b"GET http://x:8080/v2/models/tabular/ready?y=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.read_response()[0] == 200
+    client.send(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.read_response()[0] == 404
+
+
 @pytest.fixture(scope="module")
 def impatient_server(tabular_dir: str) -> Iterator[ServerProcess]:
     with serving(tabular_dir, "tabular", "--keep-alive-timeout", "0.3") as server:
