@@ -25,6 +25,8 @@ _ORJSON_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _INT_KINDS = ("i", "u")
 _FLOAT_KINDS = ("f", "i", "u")
 _LENGTH = struct.Struct("<I")
+# Deepest nesting of a JSON 'data' list (a tensor of more dimensions is not a real request).
+_MAX_NESTING = 32
 
 
 @dataclass(slots=True)
@@ -199,7 +201,13 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.
     try:
         array = np.asarray(data)
     except ValueError:
+        # numpy refuses ragged lists, and lists nested beyond its 64 dimensions
+        depth = _leading_depth(data)
+        if depth > _MAX_NESTING:
+            raise bad_request(_too_deep(name)) from None
         raise bad_request(f"input {name!r}: nested 'data' is ragged") from None
+    if array.ndim > _MAX_NESTING:
+        raise bad_request(_too_deep(name))
     kind = array.dtype.kind
     if array.size == 0:
         return np.zeros(0, dtype=dtype)
@@ -245,13 +253,25 @@ def _exact_integers(
     return np.array(flat, dtype=dtype).reshape(elements.shape)
 
 
+def _leading_depth(data: Any) -> int:
+    depth = 0
+    while isinstance(data, list) and data:
+        depth += 1
+        data = data[0]
+    return depth
+
+
+def _too_deep(name: str) -> str:
+    return f"input {name!r}: nested 'data' nests deeper than {_MAX_NESTING} levels"
+
+
 def _kind(kind: str) -> str:
     return {"b": "booleans", "f": "floats", "U": "strings", "O": "mixed values"}.get(kind, kind)
 
 
 def _flatten_strings(name: str, data: list[Any], out: list[str], depth: int) -> None:
-    if depth > 32:
-        raise bad_request(f"input {name!r}: BYTES data nests too deeply")
+    if depth > _MAX_NESTING:
+        raise bad_request(_too_deep(name))
     for item in data:
         if isinstance(item, str):
             out.append(item)

@@ -13,6 +13,9 @@ from tests.server.server_process import ServerProcess, metric_value, serving
 pytestmark = pytest.mark.server
 
 ROW = {"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.0] * 8}
+DEEP: list[object] = [0.0] * 8
+for _ in range(70):
+    DEEP = [DEEP]
 
 
 def error_of(reply: object) -> str:
@@ -45,6 +48,22 @@ def error_of(reply: object) -> str:
             "FP32 data must be numbers, got strings",
         ),
         (json.dumps({"inputs": [{**ROW, "datatype": "FP8"}]}).encode(), "datatype 'FP8'"),
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "malformed JSON"),
+        (
+            b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": '
+            b"[NaN, 0, 0, 0, 0, 0, 0, 0]}]}",
+            "malformed JSON",
+        ),
+        (
+            json.dumps(
+                {"inputs": [{**ROW, "data": [[[[0.0] * 8]]] + [[[[[[[[0.0]]]]]]]]}]}
+            ).encode(),
+            "input 'input': nested 'data' is ragged",
+        ),
+        (
+            json.dumps({"inputs": [{**ROW, "data": DEEP}]}).encode(),
+            "input 'input': nested 'data' nests deeper than 32 levels",
+        ),
         (
             json.dumps(
                 {
