@@ -55,9 +55,7 @@ def error_of(reply: object) -> str:
             "malformed JSON",
         ),
         (
-            json.dumps(
-                {"inputs": [{**ROW, "data": [[[[0.0] * 8]]] + [[[[[[[[0.0]]]]]]]]}]}
-            ).encode(),
+            json.dumps({"inputs": [{**ROW, "data": [[[[0.0] * 8]], [[[[[[[0.0]]]]]]]]}]}).encode(),
             "input 'input': nested 'data' is ragged",
         ),
         (
