@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -47,7 +46,13 @@ def local_path(uri: str, pvc_root: str = DEFAULT_PVC_ROOT) -> str | None:
     if parts.scheme == "pvc":
         if not parts.netloc or not parts.path.strip("/"):
             raise FetchError(f"pvc URI must be pvc://<claim>/<path>, got {uri!r}")
-        return os.path.join(pvc_root, parts.netloc, parts.path.lstrip("/"))
+        claim_root = os.path.normpath(os.path.join(pvc_root, parts.netloc))
+        path = os.path.normpath(os.path.join(claim_root, parts.path.lstrip("/")))
+        if os.path.dirname(claim_root) != os.path.normpath(pvc_root) or not path.startswith(
+            claim_root + os.sep
+        ):
+            raise FetchError(f"pvc URI {uri!r} points outside its claim")
+        return path
     return None
 
 
@@ -93,6 +98,11 @@ def _s3_chunks(uri: str) -> Iterator[bytes]:
         raise FetchError(f"s3 GET {uri} failed: {error}") from error
 
 
+def _file_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as source:
+        yield from iter(lambda: source.read(_CHUNK), b"")
+
+
 def _remote_chunks(uri: str) -> Iterator[bytes]:
     scheme = urlsplit(uri).scheme
     if scheme in ("http", "https"):
@@ -129,14 +139,16 @@ def fetch(
     if source is not None:
         if not os.path.isfile(source):
             raise FetchError(f"{uri}: no such file {source}")
-        _check(uri, expected, file_sha256(source))
-        if os.path.abspath(source) != os.path.abspath(destination):
-            shutil.copyfile(source, destination)
-        return destination
+        if os.path.abspath(source) == os.path.abspath(destination):
+            _check(uri, expected, file_sha256(source))
+            return destination
+    # Local copies take the same path as downloads: the digest is of the bytes written, and
+    # the destination appears only once they are verified.
+    chunks = _file_chunks(source) if source is not None else _remote_chunks(uri)
     descriptor, partial = tempfile.mkstemp(prefix=f".{filename}.", dir=dest_dir)
     try:
         with os.fdopen(descriptor, "wb") as target:
-            actual = _stream_into(target, _remote_chunks(uri))
+            actual = _stream_into(target, chunks)
         _check(uri, expected, actual)
         os.replace(partial, destination)
     except BaseException:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kiln_server.fetch import FetchError, local_path
 from kiln_server.validate import compact, model_opset
 from tests.server import models
 from tests.server.server_process import free_port
@@ -135,6 +136,19 @@ def test_fetch_resolves_pvc_uris_under_the_mount_root(
                   "--dest", dest, "--pvc-root", root)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert sha256_of(os.path.join(dest, "model.onnx")) == artifact[1]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["pvc://claim/../other/model.onnx", "pvc://claim/a/../../../etc/passwd", "pvc://../x/model"],
+)
+def test_pvc_uris_cannot_climb_out_of_their_claim(uri: str) -> None:
+    with pytest.raises(FetchError, match="points outside its claim"):
+        local_path(uri, "/mnt/pvc")
+
+
+def test_pvc_uris_may_walk_within_their_claim() -> None:
+    assert local_path("pvc://claim/a/../b/model.onnx", "/mnt/pvc") == "/mnt/pvc/claim/b/model.onnx"
 
 
 def test_unknown_schemes_and_malformed_digests_are_rejected(tmp_path: object) -> None:
