@@ -241,6 +241,31 @@ def test_concurrent_http_requests_show_merged_batches_in_the_histogram(
         server.stop()
 
 
+@pytest.mark.server
+def test_requests_over_the_max_batch_size_are_served_beside_small_ones(tabular_dir: str) -> None:
+    server = ServerProcess(tabular_dir, "tabular", "--threads", "1", "--max-batch-size", "4")
+    try:
+        server.wait_ready()
+        session = ort.InferenceSession(os.path.join(tabular_dir, "model.onnx"))
+        inputs = [rows(n, seed)["input"] for seed, n in enumerate([1, 50, 1, 3, 9, 1, 200, 2])]
+
+        def call(x: np.ndarray) -> list[float]:
+            reply = server.infer(
+                {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                             "data": x.reshape(-1).tolist()}]}
+            )  # fmt: skip
+            assert reply.status == 200, reply.body
+            return list(reply.json()["outputs"][0]["data"])
+
+        with ThreadPoolExecutor(8) as pool:
+            outputs = list(pool.map(call, inputs))
+        for x, got in zip(inputs, outputs, strict=True):
+            expected = session.run(None, {"input": x})[0].reshape(-1)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    finally:
+        server.stop()
+
+
 async def test_under_load_a_queue_delay_waits_for_the_batch_to_fill(
     tabular_model: CountingModel,
 ) -> None:
