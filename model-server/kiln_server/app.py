@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from kiln_server.content_coding import decoded_body
 from kiln_server.dataplane import DataPlane
 from kiln_server.errors import InferenceError
 from kiln_server.http_server import HttpRequest, HttpResponse, error_response, json_response
 from kiln_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 _HEADER_LENGTH = b"inference-header-content-length"
+_CONTENT_ENCODING = b"content-encoding"
 _BINARY = b"application/octet-stream"
 _GET = ("GET", "HEAD")
 _POST = ("POST",)
@@ -106,9 +108,12 @@ class App:
                         400, "Inference-Header-Content-Length must be a non-negative integer"
                     )
                 header_length = int(raw_length)
-            body, json_length = await self.dataplane.infer(
-                name, version, request.body, header_length
+            body = decoded_body(
+                request.body,
+                request.headers.get(_CONTENT_ENCODING),
+                self.dataplane.settings.max_request_bytes,
             )
+            body, json_length = await self.dataplane.infer(name, version, body, header_length)
         except InferenceError as error:
             return error_response(error.status, error.message)
         if json_length is None:

@@ -3,10 +3,12 @@ size limits and malformed requests."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import socket
 import time
+import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -168,6 +170,47 @@ def test_a_chunked_body_growing_over_the_limit_is_413(
     status, _, body = client.read_response()
     assert status == 413
     assert "exceeds 4096 bytes" in json.loads(body)["error"]
+
+
+def test_a_gzip_body_that_decodes_past_the_limit_is_413(
+    small_limit_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    bomb = gzip.compress(b"0" * (LIMIT * 256))
+    assert len(bomb) < LIMIT
+    client = connect(small_limit_server.port)
+    client.send(post("/v2/models/tabular/infer", bomb, "Content-Encoding: gzip\r\n"))
+    status, _, body = client.read_response()
+    assert status == 413
+    assert json.loads(body) == {
+        "error": f"the gzip request body decodes to more than {LIMIT} bytes"
+    }
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "status", "message"),
+    [
+        ("br", BODY, 415, "Content-Encoding 'br' is not supported; use gzip, deflate or identity"),
+        ("gzip", b"not gzip at all", 400, "the gzip request body cannot be decoded"),
+        ("gzip", gzip.compress(BODY)[:-12], 400, "the gzip request body is truncated"),
+        ("identity", BODY, 200, None),
+        ("deflate", zlib.compress(BODY), 200, None),
+    ],
+    ids=["unsupported", "corrupt", "truncated", "identity", "deflate"],
+)
+def test_content_encodings_are_decoded_or_refused_by_name(
+    tabular_server: ServerProcess,
+    connect: Callable[[int], RawClient],
+    encoding: str,
+    body: bytes,
+    status: int,
+    message: str | None,
+) -> None:
+    client = connect(tabular_server.port)
+    client.send(post("/v2/models/tabular/infer", body, f"Content-Encoding: {encoding}\r\n"))
+    got_status, _, reply = client.read_response()
+    assert got_status == status
+    if message is not None:
+        assert json.loads(reply)["error"].startswith(message)
 
 
 def test_malformed_http_is_400_and_the_connection_closes(

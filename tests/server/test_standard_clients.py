@@ -49,6 +49,23 @@ def test_infer_through_the_triton_client_equals_onnx_runtime(
     assert result.get_response()["id"] == "t-1"
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_from_the_triton_client_are_decoded(
+    client: object, tabular_dir: str, algorithm: str
+) -> None:
+    x = np.random.default_rng(6).standard_normal((3, 8)).astype(np.float32)
+    tensor = httpclient.InferInput("input", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    result = client.infer(  # type: ignore[attr-defined]
+        "tabular", [tensor], request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )  # fmt: skip
+    session = ort.InferenceSession(os.path.join(tabular_dir, "model.onnx"))
+    np.testing.assert_allclose(
+        result.as_numpy("output"), session.run(None, {"input": x})[0], rtol=1e-6
+    )
+
+
 def test_triton_client_errors_carry_the_server_message(client: object) -> None:
     tensor = httpclient.InferInput("input", [1, 5], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 5), np.float32))
