@@ -110,8 +110,15 @@ def compact(document: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT) ->
         longest = max(("inputs", "outputs"), key=lambda k: len(trimmed.get(k, [])))
         items = trimmed.get(longest, [])
         if not items:
-            trimmed = {"ok": document.get("ok"), "error": str(document.get("error", ""))[:2000]}
-            text = json.dumps(trimmed, separators=(",", ":"))
+            # Shorten the error until its JSON fits: a character may take up to 12 bytes
+            # once escaped, so a cut by characters alone cannot know where to stop.
+            error = str(document.get("error", ""))[:2000]
+            while True:
+                trimmed = {"ok": document.get("ok"), "error": error}
+                text = json.dumps(trimmed, separators=(",", ":"))
+                if len(text.encode()) <= limit - 64 or not error:
+                    break
+                error = error[: len(error) * 3 // 4]
             break
         trimmed[longest] = items[: len(items) // 2]
         trimmed["truncated"] = True

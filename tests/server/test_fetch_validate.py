@@ -212,5 +212,15 @@ def test_termination_messages_stay_under_4_kib_for_huge_signatures() -> None:
     assert document["outputs"] == tensors[:3]
 
 
+def test_termination_messages_stay_under_4_kib_for_long_multibyte_errors() -> None:
+    for error in ("€" * 3000, "🙂" * 3000, "modèle introuvable " * 500):
+        text = compact({"ok": False, "error": error})
+        assert len(text.encode()) <= 4096 - 64
+        document = json.loads(text)
+        assert document["ok"] is False
+        assert len(document["error"]) > 250
+        assert error.startswith(document["error"])
+
+
 def test_the_opset_is_read_from_the_model_file(artifact: tuple[str, str]) -> None:
     assert model_opset(artifact[0]) == models.OPSET
