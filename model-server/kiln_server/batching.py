@@ -18,6 +18,9 @@ without limit (clients and load balancers retry elsewhere).
 
 Cheap calls run on the event loop itself (a thread hop costs more than they do); expensive
 ones run on a dedicated worker thread, since ONNX Runtime releases the GIL while it computes.
+"Cheap" was measured at ``max_batch_size`` rows, so a single request larger than that runs
+on the worker even for a cheap model: it must not stall every connection (and the health
+probes) while it computes.
 """
 
 from __future__ import annotations
@@ -84,7 +87,9 @@ class Batcher:
         self._delay = max(0.0, max_queue_delay)
         self._max_queued = max(1, max_queued_requests)
         self._mergeable = mergeable
-        self._executor = None if run_inline else ThreadPoolExecutor(1, "kiln-ort")
+        self._run_inline = run_inline
+        # Threads start on first use: an inline-only batcher never starts one.
+        self._executor = ThreadPoolExecutor(1, "kiln-ort")
         self._on_batch = on_batch
         self._on_queued = on_queued
         self._on_rows = on_rows
@@ -127,8 +132,7 @@ class Batcher:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=True)
 
     def _take_batch(self) -> list[_Pending]:
         head = self._queue.popleft()
@@ -169,7 +173,7 @@ class Batcher:
         started = time.perf_counter()
         for item in batch:
             self._on_queued(started - item.enqueued)
-        if self._executor is None:
+        if self._run_inline and sum(item.rows for item in batch) <= self._max_rows:
             self._finish(batch, self._execute(batch))
         else:
             work = self._loop.run_in_executor(self._executor, self._execute, batch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,28 @@ async def test_a_request_larger_than_the_max_batch_runs_alone(
     batcher.close()
     assert output.shape == (9, 3)
     assert tabular_model.calls == [(9, ("output",))]
+
+
+async def test_a_request_over_the_max_batch_leaves_the_event_loop_even_for_a_cheap_model(
+    tabular_dir: str,
+) -> None:
+    class ThreadRecordingModel(CountingModel):
+        def __init__(self, path: str) -> None:
+            super().__init__(path)
+            self.threads: list[int] = []
+
+        def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            self.threads.append(threading.get_ident())
+            return super().run(names, feeds)
+
+    model = ThreadRecordingModel(os.path.join(tabular_dir, "model.onnx"))
+    batcher = make_batcher(model, run_inline=True, max_batch_size=4)
+    await batcher.predict(rows(4, 0), ("output",), 4)
+    await batcher.predict(rows(5, 1), ("output",), 5)
+    batcher.close()
+    loop_thread = threading.get_ident()
+    assert model.threads[0] == loop_thread  # at most max_batch_size rows: inline
+    assert model.threads[1] != loop_thread
 
 
 async def test_requests_with_different_outputs_or_shapes_are_not_merged(
