@@ -4,7 +4,9 @@ What it does: keep-alive, pipelining (requests on one connection are answered st
 order, one at a time), Content-Length and chunked request bodies, a request size limit (413),
 ``Expect: 100-continue``, HEAD, 400 on malformed requests, 431 when the request line and
 headers exceed ``MAX_HEADER_BYTES``, idle keep-alive timeout, a deadline for the headers
-(a client trickling bytes never ends them: slowloris), and a graceful drain for shutdown.
+(a client trickling bytes never ends them: slowloris), a budget for request bodies held in
+memory across all connections (past it, 503: many clients each sending a body just under
+the size limit cannot exhaust memory), and a graceful drain for shutdown.
 What it leaves to the handler: routing and every body.
 """
 
@@ -68,6 +70,9 @@ class ServerState:
     max_body: int
     # Also the time a request's line and headers may take to arrive, from its first byte.
     keep_alive_timeout: float
+    # Request bodies held at once, summed over connections, from first byte until answered.
+    max_buffered_bytes: int
+    buffered_bytes: int = 0
     connections: set[HttpProtocol] = field(default_factory=set)
     draining: bool = False
 
@@ -105,6 +110,10 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._state.connections.discard(self)
         self._closing = True
+        # The request being answered releases its body when its answer comes back.
+        unanswered = sum(len(request.body) for request, _ in self._requests)
+        self._release(unanswered + (self._body_size if self._in_message else 0))
+        self._body_size = 0
         self._requests.clear()
 
     def pause_writing(self) -> None:
@@ -191,11 +200,24 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._rejected:
             return
-        self._body_size += len(body)
-        if self._body_size > self._state.max_body:
-            self._reject(413, f"request body exceeds {self._state.max_body} bytes")
+        state = self._state
+        size = len(body)
+        if self._body_size + size > state.max_body:
+            self._reject(413, f"request body exceeds {state.max_body} bytes")
             return
+        if state.buffered_bytes + size > state.max_buffered_bytes:
+            self._reject(
+                503,
+                f"the server holds {state.buffered_bytes} bytes of request bodies, its limit "
+                f"is {state.max_buffered_bytes}; retry later",
+            )
+            return
+        self._body_size += size
+        state.buffered_bytes += size
         self._body.append(body)
+
+    def _release(self, size: int) -> None:
+        self._state.buffered_bytes -= size
 
     def on_message_complete(self) -> None:
         self._in_message = False
@@ -226,6 +248,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _reject(self, status: int, message: str) -> None:
         """Answer an unparseable or oversized request and close: the stream cannot resync."""
+        if self._in_message:
+            self._release(self._body_size)
+        self._body_size = 0
+        self._body = []
         self._rejected = True
         self._in_message = False
         self._in_headers = False
@@ -262,11 +288,13 @@ class HttpProtocol(asyncio.Protocol):
     ) -> None:
         self._busy = False
         if done.cancelled():
+            self._release(len(request.body))
             return
         self._write(request, done.result(), keep_alive)
         self._next_request()
 
     def _write(self, request: HttpRequest, response: HttpResponse, keep_alive: bool) -> None:
+        self._release(len(request.body))  # answered: the body is no longer held for it
         transport = self._transport
         if transport is None or transport.is_closing():
             return
