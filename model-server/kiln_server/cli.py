@@ -109,6 +109,13 @@ def _add_serve(sub: Any) -> None:
         help="larger request bodies get 413 [KILN_MAX_REQUEST_BYTES]",
     )
     serve.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        default=_env("MAX_BUFFERED_BYTES", 0, int),
+        help="request bodies held at once over all connections before 503; "
+        "0 = 4 x --max-request-bytes [KILN_MAX_BUFFERED_BYTES]",
+    )
+    serve.add_argument(
         "--drift-window",
         type=_positive_int,
         default=_env("DRIFT_WINDOW", 2048, int),
@@ -190,6 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         max_request_bytes=args.max_request_bytes,
+        max_buffered_bytes=args.max_buffered_bytes,
         drift_window_rows=args.drift_window,
         keep_alive_timeout=args.keep_alive_timeout,
         shutdown_timeout=args.shutdown_timeout,

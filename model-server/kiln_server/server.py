@@ -30,8 +30,6 @@ log = logging.getLogger("kiln_server.server")
 # A call expected to take less than this runs on the event loop: a thread hop costs more.
 _INLINE_CALL_SECONDS = 0.0002
 _WARM_UP_REPEATS = 5
-# Request bodies of the largest allowed size the server holds at once before answering 503.
-_BUFFERED_REQUESTS = 4
 
 
 def _drift_monitor(settings: ServeSettings, model: OnnxModel) -> DriftMonitor | None:
@@ -98,7 +96,7 @@ class ModelServer:
             ServerState(
                 handler=create_app(self.dataplane),
                 max_body=settings.max_request_bytes,
-                max_buffered_bytes=_BUFFERED_REQUESTS * settings.max_request_bytes,
+                max_buffered_bytes=settings.request_body_budget,
                 keep_alive_timeout=settings.keep_alive_timeout,
             )
         )

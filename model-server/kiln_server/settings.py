@@ -27,6 +27,7 @@ class ServeSettings:
     device: str = "cpu"
     threads: int = 0  # 0: one ONNX Runtime thread per available core
     max_request_bytes: int = 64 * 1024 * 1024
+    max_buffered_bytes: int = 0  # 0: four requests of the largest size
     drift_window_rows: int = 2048
     keep_alive_timeout: float = 75.0
     shutdown_timeout: float = 30.0
@@ -38,6 +39,13 @@ class ServeSettings:
     @property
     def baseline_path(self) -> str:
         return os.path.join(self.model_dir, "baseline.json")
+
+    @property
+    def request_body_budget(self) -> int:
+        """Bytes of request bodies held at once, over all connections, before 503."""
+        if self.max_buffered_bytes > 0:
+            return max(self.max_buffered_bytes, self.max_request_bytes)
+        return 4 * self.max_request_bytes
 
     @property
     def ort_threads(self) -> int:

@@ -15,6 +15,7 @@ from kiln_server.http_server import (
     ServerState,
     json_response,
 )
+from kiln_server.settings import ServeSettings
 
 MAX_BODY = 8_000
 BUDGET = 10_000
@@ -119,3 +120,20 @@ async def test_every_ending_of_a_request_gives_its_bytes_back(
     await close(writer)
     await until(lambda: server.state.buffered_bytes == 0)
     assert not server.state.connections or all(c.idle for c in server.state.connections)
+
+
+@pytest.mark.parametrize(
+    ("max_request_bytes", "max_buffered_bytes", "budget"),
+    [(1_000, 0, 4_000), (1_000, 2_500, 2_500), (1_000, 10, 1_000)],
+    ids=["default-four-requests", "explicit", "never-below-one-request"],
+)
+def test_the_body_budget_follows_the_settings(
+    max_request_bytes: int, max_buffered_bytes: int, budget: int
+) -> None:
+    settings = ServeSettings(
+        model_dir="m",
+        model_name="m",
+        max_request_bytes=max_request_bytes,
+        max_buffered_bytes=max_buffered_bytes,
+    )
+    assert settings.request_body_budget == budget

@@ -213,6 +213,24 @@ def test_content_encodings_are_decoded_or_refused_by_name(
         assert json.loads(reply)["error"].startswith(message)
 
 
+def test_bodies_held_past_the_buffer_budget_get_503(
+    tabular_dir: str, connect: Callable[[int], RawClient]
+) -> None:
+    with serving(tabular_dir, "tabular", "--max-request-bytes", "4000",
+                 "--max-buffered-bytes", "5000") as server:  # fmt: skip
+        slow = connect(server.port)
+        slow.send(post("/v2/models/tabular/infer", b"x" * 3_500)[:-500])  # 3,000 bytes held
+        time.sleep(0.2)
+        client = connect(server.port)
+        client.send(post("/v2/models/tabular/infer", b"x" * 2_500))
+        status, _, body = client.read_response()
+        assert status == 503
+        assert "limit is 5000; retry later" in json.loads(body)["error"]
+        slow.close()
+        time.sleep(0.2)
+        assert server.request("POST", "/v2/models/tabular/infer", BODY).status == 200
+
+
 def test_malformed_http_is_400_and_the_connection_closes(
     tabular_server: ServerProcess, connect: Callable[[int], RawClient]
 ) -> None:
