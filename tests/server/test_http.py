@@ -220,10 +220,13 @@ def test_bodies_held_past_the_buffer_budget_get_503(
                  "--max-buffered-bytes", "5000") as server:  # fmt: skip
         slow = connect(server.port)
         slow.send(post("/v2/models/tabular/infer", b"x" * 3_500)[:-500])  # 3,000 bytes held
-        time.sleep(0.2)
-        client = connect(server.port)
-        client.send(post("/v2/models/tabular/infer", b"x" * 2_500))
-        status, _, body = client.read_response()
+        for _ in range(50):  # until the server holds the slow body (400s until then)
+            client = connect(server.port)
+            client.send(post("/v2/models/tabular/infer", b"x" * 2_500))
+            status, _, body = client.read_response()
+            if status == 503:
+                break
+            time.sleep(0.1)
         assert status == 503
         assert "limit is 5000; retry later" in json.loads(body)["error"]
         slow.close()
