@@ -3,6 +3,7 @@ size limits and malformed requests."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import random
@@ -156,6 +157,21 @@ def test_a_declared_length_over_the_limit_is_413_before_the_body(
     assert headers["connection"] == "close"
     assert json.loads(body) == {"error": f"request body of {LIMIT + 1} bytes exceeds {LIMIT}"}
     assert client.closed_by_peer()
+
+
+def test_a_client_still_sending_a_refused_body_reads_the_413(
+    small_limit_server: ServerProcess, connect: Callable[[int], RawClient]
+) -> None:
+    """Closing at once would reset the connection under the client's feet (the unread body
+    turns into a TCP reset), destroying the answer before the client reads it."""
+    for _ in range(5):
+        client = connect(small_limit_server.port)
+        request = post("/v2/models/tabular/infer", b"x" * (2 * 1024 * 1024))
+        with contextlib.suppress(OSError):  # the server may stop reading: that is fine
+            client.send(request)
+        status, _, body = client.read_response()
+        assert status == 413
+        assert "exceeds 4096" in json.loads(body)["error"]
 
 
 def test_a_chunked_body_growing_over_the_limit_is_413(
