@@ -15,6 +15,7 @@ import yaml
 
 from tests.kubeemu import Emulator
 from tests.kubeemu.api import Api
+from tests.kubeemu.options import WriteOptions
 from tests.kubeemu.resources import ResourceType
 
 REFERENCE = Path(__file__).resolve().parents[1] / "cluster" / "reference"
@@ -112,3 +113,17 @@ def served(api: Api, group: str, version: str, plural: str) -> ResourceType:
     found = api.registry.find(group, version, plural)
     assert found is not None, f"{plural}.{group}/{version} is not served"
     return found
+
+
+#: The field manager of objects the in-process tests create.
+AS_TEST = WriteOptions(manager="test")
+
+
+def api_with_namespace(*, widgets: bool = False, options: WriteOptions = AS_TEST) -> Api:
+    """An in-process API with namespace ``ns`` (and the recorded Widget CRD, if asked)."""
+    api = Api()
+    if widgets:
+        crds = served(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        api.create(crds, "", load_yaml(REFERENCE / "widget-crd.yaml"), options)
+    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, options)
+    return api

@@ -7,20 +7,14 @@ from typing import Any
 import pytest
 
 from tests.kubeemu.api import MERGE_PATCH, Api
-from tests.kubeemu.conftest import REFERENCE, load_yaml, served
+from tests.kubeemu.conftest import AS_TEST, REFERENCE, api_with_namespace, load_yaml, served
 from tests.kubeemu.errors import ApiError
 from tests.kubeemu.options import DeleteOptions, WriteOptions
-
-AS_TEST = WriteOptions(manager="test")
 
 
 @pytest.fixture
 def api() -> Api:
-    api = Api()
-    crds = served(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions")
-    api.create(crds, "", load_yaml(REFERENCE / "widget-crd.yaml"), AS_TEST)
-    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, AS_TEST)
-    return api
+    return api_with_namespace(widgets=True)
 
 
 def widget(name: str = "w", **spec: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.kubeemu.api import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Api
-from tests.kubeemu.conftest import REFERENCE, load_yaml, served
+from tests.kubeemu.conftest import api_with_namespace, served
 from tests.kubeemu.errors import ApiError
 from tests.kubeemu.options import WriteOptions
 
@@ -47,10 +47,7 @@ JSON = st.recursive(
 
 
 def fresh_api() -> Api:
-    api = Api()
-    crds = served(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions")
-    api.create(crds, "", load_yaml(REFERENCE / "widget-crd.yaml"), AS_TEST)
-    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, AS_TEST)
+    api = api_with_namespace(widgets=True, options=AS_TEST)
     widgets = served(api, "ref.example.dev", "v1alpha1", "widgets")
     api.create(widgets, "ns", {"metadata": {"name": "w"}, "spec": {"model": "m"}}, AS_TEST)
     deployments = served(api, "apps", "v1", "deployments")

@@ -7,18 +7,14 @@ from typing import Any
 import pytest
 
 from tests.kubeemu.api import APPLY_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Api
-from tests.kubeemu.conftest import served
+from tests.kubeemu.conftest import AS_TEST, api_with_namespace, served
 from tests.kubeemu.errors import ApiError
 from tests.kubeemu.options import WriteOptions
-
-AS_TEST = WriteOptions(manager="test")
 
 
 @pytest.fixture
 def api() -> Api:
-    api = Api()
-    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, AS_TEST)
-    return api
+    return api_with_namespace()
 
 
 def pod_template(image: str = "app:1") -> dict[str, Any]:

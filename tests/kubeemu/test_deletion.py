@@ -12,17 +12,13 @@ import pytest
 
 from tests.kubeemu import deletion
 from tests.kubeemu.api import MERGE_PATCH, Api
-from tests.kubeemu.conftest import REFERENCE, load_yaml, served
-from tests.kubeemu.options import DeleteOptions, WriteOptions
-
-AS_TEST = WriteOptions(manager="test")
+from tests.kubeemu.conftest import AS_TEST, REFERENCE, api_with_namespace, load_yaml, served
+from tests.kubeemu.options import DeleteOptions
 
 
 @pytest.fixture
 def api() -> Api:
-    api = Api()
-    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, AS_TEST)
-    return api
+    return api_with_namespace()
 
 
 def config_map(api: Api, name: str, **meta: Any) -> dict[str, Any]:

@@ -14,21 +14,15 @@ from tests.kubeemu.api import (
     STRATEGIC_PATCH,
     Api,
 )
-from tests.kubeemu.conftest import REFERENCE, load_yaml, served
+from tests.kubeemu.conftest import AS_TEST, api_with_namespace, served
 from tests.kubeemu.errors import ApiError
 from tests.kubeemu.options import WriteOptions
 from tests.kubeemu.resources import ResourceType
 
-AS_TEST = WriteOptions(manager="test")
-
 
 @pytest.fixture
 def api() -> Api:
-    api = Api()
-    crds = served(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions")
-    api.create(crds, "", load_yaml(REFERENCE / "widget-crd.yaml"), AS_TEST)
-    api.create(served(api, "", "v1", "namespaces"), "", {"metadata": {"name": "ns"}}, AS_TEST)
-    return api
+    return api_with_namespace(widgets=True)
 
 
 def deployment(**pod_spec: Any) -> dict[str, Any]:
