@@ -662,22 +662,6 @@ def _go_strings(values: list[str]) -> str:
 
 
 _TOP_ORDER = ("apiVersion", "kind", "metadata", "spec")
-_META_ORDER = (
-    "name",
-    "generateName",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-)
 
 
 def _ordered(obj: Obj) -> Obj:
@@ -685,7 +669,7 @@ def _ordered(obj: Obj) -> Obj:
     out = {k: obj[k] for k in _TOP_ORDER if k in obj}
     out.update({k: v for k, v in obj.items() if k not in out})
     meta = obj.get("metadata", {})
-    ordered_meta = {k: meta[k] for k in _META_ORDER if k in meta}
+    ordered_meta = {k: meta[k] for k in metadata.OBJECT_META_FIELD_ORDER if k in meta}
     ordered_meta.update({k: v for k, v in meta.items() if k not in ordered_meta})
     out["metadata"] = ordered_meta
     return out

@@ -182,25 +182,25 @@ def _decode_error(field: str, value: Any, go_type: str) -> str:
     )
 
 
-OBJECT_META_FIELDS = frozenset(
-    {
-        "name",
-        "generateName",
-        "namespace",
-        "selfLink",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "labels",
-        "annotations",
-        "ownerReferences",
-        "finalizers",
-        "managedFields",
-    }
+#: ObjectMeta's fields, in the order the API server writes them.
+OBJECT_META_FIELD_ORDER = (
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 )
+OBJECT_META_FIELDS = frozenset(OBJECT_META_FIELD_ORDER)
 
 
 def without_unknown_fields(meta: dict[str, Any]) -> dict[str, Any]:
