@@ -27,6 +27,25 @@ def _env(name: str, default: Any, kind: Callable[[str], Any] = str) -> Any:
         ) from None
 
 
+def _env_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    default: Any,
+    help: str = "",
+    kind: Callable[[str], Any] = str,
+    **argparse_options: Any,
+) -> None:
+    """Add ``flag`` with its ``KILN_*`` variable (``--max-batch-size`` is ``KILN_MAX_BATCH_SIZE``)
+    as the default; the variable is named once, here, for both the lookup and the help."""
+    name = flag.removeprefix("--").replace("-", "_").upper()
+    parser.add_argument(
+        flag,
+        default=_env(name, default, kind),
+        help=f"{help} [KILN_{name}]".lstrip(),
+        **argparse_options,
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -54,86 +73,92 @@ def _add_serve(sub: Any) -> None:
         help="serve a model over the Open Inference Protocol v2",
         description="Serve DIR/model.onnx (and drift against DIR/baseline.json, if present).",
     )
-    serve.add_argument(
-        "--model-dir",
-        default=_env("MODEL_DIR", None),
-        help="folder with model.onnx [KILN_MODEL_DIR]",
-    )
-    serve.add_argument(
-        "--model-name",
-        default=_env("MODEL_NAME", None),
-        help="name clients address [KILN_MODEL_NAME]",
-    )
-    serve.add_argument(
-        "--model-version",
-        default=_env("MODEL_VERSION", None),
-        help="version served under /versions/{v} [KILN_MODEL_VERSION]",
-    )
-    serve.add_argument("--host", default=_env("HOST", "0.0.0.0"), help="[KILN_HOST]")
-    serve.add_argument("--port", type=int, default=_env("PORT", 8080, int), help="[KILN_PORT]")
-    serve.add_argument(
+    _env_flag(serve, "--model-dir", None, help="folder with model.onnx")
+    _env_flag(serve, "--model-name", None, help="name clients address")
+    _env_flag(serve, "--model-version", None, help="version served under /versions/{v}")
+    _env_flag(serve, "--host", "0.0.0.0")
+    _env_flag(serve, "--port", 8080, kind=int, type=int)
+    _env_flag(
+        serve,
         "--max-batch-size",
+        64,
+        help="rows per merged ONNX Runtime call",
+        kind=int,
         type=_positive_int,
-        default=_env("MAX_BATCH_SIZE", 64, int),
-        help="rows per merged ONNX Runtime call [KILN_MAX_BATCH_SIZE]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--max-queue-delay-ms",
+        0.0,
+        help="under load, wait up to this long for a batch to fill; 0 = never wait",
+        kind=float,
         type=_non_negative_float,
-        default=_env("MAX_QUEUE_DELAY_MS", 0.0, float),
-        help="under load, wait up to this long for a batch to fill; 0 = never wait "
-        "[KILN_MAX_QUEUE_DELAY_MS]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--max-queued-requests",
+        1024,
+        help="requests waiting for the model beyond this get 503",
+        kind=int,
         type=_positive_int,
-        default=_env("MAX_QUEUED_REQUESTS", 1024, int),
-        help="requests waiting for the model beyond this get 503 [KILN_MAX_QUEUED_REQUESTS]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--device",
+        "cpu",
+        help="ONNX Runtime execution provider",
         choices=("cpu", "cuda"),
-        default=_env("DEVICE", "cpu"),
-        help="ONNX Runtime execution provider [KILN_DEVICE]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--threads",
+        0,
+        help="ONNX Runtime intra-op threads; 0 = cores available",
+        kind=int,
         type=int,
-        default=_env("THREADS", 0, int),
-        help="ONNX Runtime intra-op threads; 0 = cores available [KILN_THREADS]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--max-request-bytes",
+        64 * 1024 * 1024,
+        help="larger request bodies get 413",
+        kind=int,
         type=_positive_int,
-        default=_env("MAX_REQUEST_BYTES", 64 * 1024 * 1024, int),
-        help="larger request bodies get 413 [KILN_MAX_REQUEST_BYTES]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--max-buffered-bytes",
-        type=int,
-        default=_env("MAX_BUFFERED_BYTES", 0, int),
+        0,
         help="request bodies held at once over all connections before 503; "
-        "0 = 4 x --max-request-bytes [KILN_MAX_BUFFERED_BYTES]",
+        "0 = 4 x --max-request-bytes",
+        kind=int,
+        type=int,
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--drift-window",
+        2048,
+        help="live rows compared with baseline.json",
+        kind=int,
         type=_positive_int,
-        default=_env("DRIFT_WINDOW", 2048, int),
-        help="live rows compared with baseline.json [KILN_DRIFT_WINDOW]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--keep-alive-timeout",
+        75.0,
+        help="close connections silent for this many seconds",
+        kind=float,
         type=_positive_float,
-        default=_env("KEEP_ALIVE_TIMEOUT", 75.0, float),
-        help="close connections silent for this many seconds [KILN_KEEP_ALIVE_TIMEOUT]",
     )
-    serve.add_argument(
+    _env_flag(
+        serve,
         "--shutdown-timeout",
+        30.0,
+        help="seconds to finish in-flight requests on SIGTERM",
+        kind=float,
         type=_non_negative_float,
-        default=_env("SHUTDOWN_TIMEOUT", 30.0, float),
-        help="seconds to finish in-flight requests on SIGTERM [KILN_SHUTDOWN_TIMEOUT]",
     )
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[KILN_LOG_LEVEL]")
+    _env_flag(serve, "--log-level", "INFO")
 
 
 def _add_artifact_flags(parser: argparse.ArgumentParser) -> None:
@@ -143,10 +168,8 @@ def _add_artifact_flags(parser: argparse.ArgumentParser) -> None:
         help="path, file://, pvc://claim/path, http(s):// or s3://bucket/key",
     )
     parser.add_argument("--sha256", required=True, help="expected digest, 64 hex digits")
-    parser.add_argument(
-        "--pvc-root",
-        default=_env("PVC_ROOT", "/mnt/pvc"),
-        help="where pvc://<claim> is mounted as <root>/<claim> [KILN_PVC_ROOT]",
+    _env_flag(
+        parser, "--pvc-root", "/mnt/pvc", help="where pvc://<claim> is mounted as <root>/<claim>"
     )
 
 
@@ -156,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     validate = sub.add_parser("validate", help="fetch, verify, load and test-run a model artifact")
     _add_artifact_flags(validate)
-    validate.add_argument(
+    _env_flag(
+        validate,
         "--termination-message-path",
-        default=_env("TERMINATION_MESSAGE_PATH", TERMINATION_MESSAGE_PATH),
-        help="where the JSON report also goes [KILN_TERMINATION_MESSAGE_PATH]",
+        TERMINATION_MESSAGE_PATH,
+        help="where the JSON report also goes",
     )
     fetch = sub.add_parser("fetch", help="download a model artifact and verify its digest")
     _add_artifact_flags(fetch)
