@@ -222,7 +222,9 @@ def root_schema(info: KindInfo) -> Schema:
                 "object represents.",
                 "type": "string",
             },
-            "metadata": {"description": "Standard object metadata.", "type": "object"},
+            # Nothing but the type: a real API server refuses any other keyword here ("must
+            # not specify anything other than name and generateName").
+            "metadata": {"type": "object"},
             **body["properties"],
         },
     }

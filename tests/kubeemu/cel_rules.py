@@ -237,7 +237,8 @@ def _check(rule: dict[str, Any], new: Any, old: Any, schema: Schema, path: str) 
     except Exception as error:
         return Cause(
             "FieldValueInvalid",
-            f'Invalid value: "{value_type}": {_error_text(error)} evaluating rule: {expression}',
+            f'Invalid value: "{value_type}": {_error_text(error)} evaluating rule: '
+            f"{_rule_error_string(rule)}",
             field,
         )
     if result is True:
@@ -257,6 +258,14 @@ def _check(rule: dict[str, Any], new: Any, old: Any, schema: Schema, path: str) 
     if reason == "FieldValueDuplicate":
         return Cause("FieldValueDuplicate", f'Duplicate value: "{value_type}"', field)
     return Cause("FieldValueInvalid", f'Invalid value: "{value_type}": {message}', field)
+
+
+def _rule_error_string(rule: dict[str, Any]) -> str:
+    """How the API server names a rule that failed to evaluate: its message, else itself."""
+    message = rule.get("message")
+    if isinstance(message, str) and message.strip():
+        return message.strip()
+    return str(rule["rule"]).strip()
 
 
 def _message(rule: dict[str, Any], variables: dict[str, Any]) -> str:

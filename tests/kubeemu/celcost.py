@@ -3,7 +3,7 @@
 kube-apiserver estimates, for every `x-kubernetes-validations` rule, the worst-case cost of
 evaluating it given the largest values the schema allows (`maxItems`, `maxProperties`,
 `maxLength`, or else what fits in a 3 MiB request), and refuses a rule whose estimate
-exceeds 10,000,000 ("estimated rule cost exceeds budget by factor of 1.1x ..."). This module
+exceeds 10,000,000 ("estimated rule cost exceeds budget by factor of 1.101005x ..."). This module
 follows cel-go's cost model (comprehensions cost range size x per-iteration cost; string
 functions scale with string length) closely enough to refuse what a real server refuses for
 Kiln-style rules; where it cannot tell, it estimates low, so it never refuses a rule a real
@@ -37,6 +37,16 @@ _BUDGET_HINT = (
 )
 
 Schema = dict[str, Any]
+
+
+# What the estimator does not know the size of (the result of map() or filter()): a real
+# server then assumes the largest size there is, which puts any walk over it past the budget.
+UNKNOWN_SIZE = math.inf
+
+
+def _ceil(value: float) -> float:
+    """``math.ceil`` that lets an unknown (infinite) estimate through."""
+    return value if math.isinf(value) else math.ceil(value)
 
 
 def _min_json_size(schema: Schema | None) -> int:
@@ -185,10 +195,10 @@ class _Estimator:
         ):
             # Comparing strings walks the shorter one; scalars cost one unit.
             smaller = min(left.size, right.size)
-            return Estimate(cost + max(math.ceil(smaller * STRING_TRAVERSAL), 1))
+            return Estimate(cost + max(_ceil(smaller * STRING_TRAVERSAL), 1))
         if operator == "addition_add" and (_is_string(left) or _is_string(right)):
             size = left.size + right.size
-            return Estimate(cost + math.ceil(size * STRING_TRAVERSAL), left.schema, size)
+            return Estimate(cost + _ceil(size * STRING_TRAVERSAL), left.schema, size)
         if operator == "addition_add":
             # List concatenation is O(1) in cel-go; only the size grows.
             return Estimate(cost + 1, left.schema, left.size + right.size)
@@ -294,22 +304,24 @@ class _Estimator:
         count = target.size
         per_iteration = body.cost + _MACRO_LOOP_COST[name]
         init = LIST_CREATE if name in ("map", "filter") else 0
-        return Estimate(target.cost + init + 1 + math.ceil(count * per_iteration), None, count)
+        # cel-go does not carry the receiver's size through to a map() or filter() result.
+        size = UNKNOWN_SIZE if name in ("map", "filter") else count
+        return Estimate(target.cost + init + 1 + _ceil(count * per_iteration), None, size)
 
     def _call(self, name: str, target: Estimate | None, args: list[Estimate]) -> Estimate:
         base = sum(a.cost for a in args) + (target.cost if target else 0)
         receiver = target if target is not None else (args[0] if args else Estimate(0))
         if name == "contains" and target is not None and args:
-            own = math.ceil(target.size * STRING_TRAVERSAL) * math.ceil(
+            own = _ceil(target.size * STRING_TRAVERSAL) * _ceil(
                 args[0].size * STRING_TRAVERSAL
             )
             return Estimate(base + max(own, 1))
         if name in ("startsWith", "endsWith") and args:
-            return Estimate(base + max(math.ceil(args[0].size * STRING_TRAVERSAL), 1))
+            return Estimate(base + max(_ceil(args[0].size * STRING_TRAVERSAL), 1))
         if name == "matches":
             pattern = args[-1] if args else Estimate(0)
             subject = target if target is not None else (args[0] if args else Estimate(0))
-            own = math.ceil(subject.size * STRING_TRAVERSAL) * math.ceil(
+            own = _ceil(subject.size * STRING_TRAVERSAL) * _ceil(
                 pattern.size * REGEX_LENGTH
             )
             return Estimate(base + max(own, 1))
@@ -329,7 +341,7 @@ class _Estimator:
             "isURL",
             "isQuantity",
         ):
-            own = math.ceil(receiver.size * STRING_TRAVERSAL)
+            own = _ceil(receiver.size * STRING_TRAVERSAL)
             return Estimate(base + max(own, 1), receiver.schema, receiver.size)
         return Estimate(base + 1)
 
@@ -358,17 +370,30 @@ def rule_cost(rule: str, schema: Schema) -> float:
 
 
 def _factor(cost: float, limit: int) -> str:
-    return f"{cost / limit:.1f}x"
+    """The factor as the API server words it (apiextensions' getCostErrorMessage)."""
+    factor = cost / limit
+    if factor > 100:
+        return "more than 100x"
+    if factor < 1.5:
+        return f"{factor:f}x"
+    return f"{factor:.1f}x"
 
 
 def cost_causes(root: Schema, path: str) -> list[Cause]:
-    """Forbidden causes for rules (and a schema) over the budget; empty when within it."""
+    """Forbidden causes for rules (and a schema) over the budget; empty when within it.
+
+    As apiextensions words them: each rule whose cost (times how many times the schema
+    lets it run) is over the per-rule budget; then, when the whole schema is over its
+    budget, the (at most four) costliest rules that took at least 1% of it and the total.
+    """
     causes: list[Cause] = []
     contributions: list[tuple[str, float]] = []
     _visit(root, path, 1.0, causes, contributions)
     total = sum(cost for _, cost in contributions)
-    if total > PER_CRD_LIMIT and not causes:
-        for where, _ in contributions:
+    if total > PER_CRD_LIMIT:
+        costly = [c for c in contributions if c[1] >= PER_CRD_LIMIT / 100]
+        costly.sort(key=lambda c: c[1], reverse=True)
+        for where, _ in costly[:4]:
             causes.append(
                 Cause(
                     "FieldValueForbidden",
@@ -382,8 +407,7 @@ def cost_causes(root: Schema, path: str) -> list[Cause]:
                 "FieldValueForbidden",
                 "Forbidden: x-kubernetes-validations estimated rule cost total for entire "
                 f"OpenAPIv3 schema exceeds budget by factor of {_factor(total, PER_CRD_LIMIT)} "
-                "(try reducing the cost of rules, or adding maxItems, maxProperties, and "
-                "maxLength where arrays, maps, and strings are declared)",
+                f"{_BUDGET_HINT}",
                 path,
             )
         )
@@ -402,7 +426,8 @@ def _visit(
             continue
         where = f"{path}.x-kubernetes-validations[{index}].rule"
         try:
-            cost = rule_cost(rule["rule"], node)
+            # A rule runs once for each value the enclosing lists and maps can hold.
+            cost = rule_cost(rule["rule"], node) * cardinality
         except Exception:
             continue  # what the estimator cannot read, it does not judge
         if cost > PER_RULE_LIMIT:
@@ -414,7 +439,7 @@ def _visit(
                     where,
                 )
             )
-        contributions.append((where, cost * cardinality))
+        contributions.append((where, cost))
     for name, sub in sorted((node.get("properties") or {}).items()):
         if isinstance(sub, dict):
             _visit(sub, f"{path}.properties[{name}]", cardinality, causes, contributions)

@@ -11,8 +11,9 @@ import copy
 from typing import Any
 
 from tests.kubeemu.cel_rules import rule_causes
+from tests.kubeemu.cel_rules import validate as cel_validate
 from tests.kubeemu.errors import Cause
-from tests.kubeemu.schema import Schema, default, validate
+from tests.kubeemu.schema import Schema, validate
 
 
 def schema_causes(schema: Any, path: str) -> list[Cause]:
@@ -30,11 +31,14 @@ def _default_causes(node: Schema, path: str) -> list[Cause]:
     value = copy.deepcopy(node["default"])
     if value is None and node.get("nullable"):
         return []
-    default(value, node)
+    # The default is checked as written, before nested defaults would fill it in: first
+    # against the schema, then (only if that passed) against the CEL rules inside it.
     found = []
     for cause in validate(value, node, ""):
         field = f"{path}.{cause.field}" if cause.field else path
         found.append(Cause(cause.reason, cause.message.replace(":  in body", ": in body"), field))
+    if not found:
+        found = cel_validate(value, value, node, path)
     return found
 
 
@@ -72,6 +76,7 @@ def _check_node(node: Schema, path: str, causes: list[Cause], root: bool = False
     for name, sub in (node.get("properties") or {}).items():
         if isinstance(sub, dict):
             if root and name == "metadata":
+                causes.extend(_root_metadata_causes(sub, f"{path}.properties[{name}]"))
                 continue
             _check_node(sub, f"{path}.properties[{name}]", causes)
     items = node.get("items")
@@ -80,3 +85,29 @@ def _check_node(node: Schema, path: str, causes: list[Cause], root: bool = False
     additional = node.get("additionalProperties")
     if isinstance(additional, dict):
         _check_node(additional, f"{path}.additionalProperties", causes)
+
+
+def _root_metadata_causes(node: Schema, path: str) -> list[Cause]:
+    """The root's ``metadata`` may restrict ``name`` and ``generateName``, and nothing else.
+
+    The API server drops the type, the default and a ``properties`` that names only those
+    two fields, and forbids whatever remains (a description included).
+    """
+    causes: list[Cause] = []
+    kind = node.get("type")
+    if kind != "object":
+        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{kind or ""}": must be object', f"{path}.type"))
+    rest = {key: value for key, value in node.items() if key not in ("type", "default")}
+    properties = rest.get("properties")
+    if isinstance(properties, dict) and properties and set(properties) <= {"name", "generateName"}:
+        del rest["properties"]
+    if rest:
+        causes.append(
+            Cause(
+                "FieldValueForbidden",
+                "Forbidden: must not specify anything other than name and generateName, but "
+                "metadata is implicitly specified",
+                path,
+            )
+        )
+    return causes

@@ -258,7 +258,9 @@ def test_iterating_an_unbounded_list_exceeds_the_cost_budget_as_recorded() -> No
         "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[1].rule"
     )
     assert cause.message == (
-        "Forbidden: estimated rule cost exceeds budget by factor of 1.1x (try simplifying the "
+        # Recorded from kube-apiserver v1.28.7 (tests/corpus/invalid-crds/): under 1.5x the
+        # factor is printed with six decimals.
+        "Forbidden: estimated rule cost exceeds budget by factor of 1.101005x (try simplifying the "
         "rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings "
         "are declared)"
     )
@@ -281,7 +283,12 @@ def test_string_functions_inside_an_unbounded_loop_exceed_the_budget() -> None:
         "properties": {"names": names},
         "x-kubernetes-validations": [{"rule": "self.names.all(n, n.matches('^[a-z]+$'))"}],
     }
-    assert len(cost_causes(node, "root")) == 1
+    # The rule, its share of the schema's total, and the total (as a real server answers).
+    assert [c.field for c in cost_causes(node, "root")] == [
+        "root.x-kubernetes-validations[0].rule",
+        "root.x-kubernetes-validations[0].rule",
+        "root",
+    ]
     names["maxItems"] = 16
     names["items"]["maxLength"] = 63
     assert cost_causes(node, "root") == []
