@@ -28,6 +28,7 @@ from tests.support.kubelet import (
     DEADLINE_EXCEEDED,
     complete_job,
     create_job_pods,
+    finish_orphaning,
     set_job_status,
     set_pod_running,
     set_pod_waiting,
@@ -177,7 +178,8 @@ def test_a_run_gets_a_job_with_gpus_workers_env_output_and_a_restricted_pod(
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    # Quantities read back as canonical strings, as a real API server encodes them.
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": H100_PRODUCT}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
@@ -506,14 +508,16 @@ def test_a_version_name_held_by_another_models_object_is_skipped_not_retried_for
 
 
 def test_a_training_job_recreated_over_orphaned_runs_numbers_past_them(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess, cluster: Cluster
 ) -> None:
     """``kubectl delete --cascade=orphan`` leaves the runs' Jobs; a namesake created later
     must neither adopt them nor collide with their names."""
     kube.apply_manifest([training_job()], namespace)
     (orphan,) = wait_for_jobs(kube, namespace, 1)
     wait_for_status(kube, namespace, lambda s: s.get("latestRun") == orphan["metadata"]["name"])
+    owner = kube.get(KILN, "TrainingJob", "iris", namespace)
     kube.delete(KILN, "TrainingJob", "iris", namespace, propagation_policy="Orphan")
+    finish_orphaning(kube, owner, cluster.runs_controllers)
     wait_until(
         "the TrainingJob to be gone",
         lambda: kube.get_or_none(KILN, "TrainingJob", "iris", namespace) is None,

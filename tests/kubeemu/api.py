@@ -18,6 +18,7 @@ from tests.kubeemu.controllers import Controllers
 from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
 from tests.kubeemu.customresources import check_custom_resource
 from tests.kubeemu.defaults import apply_defaults, initialise
+from tests.kubeemu.encoding import as_encoded
 from tests.kubeemu.errors import (
     ApiError,
     Cause,
@@ -542,6 +543,8 @@ class Api:
             obj = check_custom_resource(
                 rt, obj, old, subresource, options.field_validation, options.warnings
             )
+        if not rt.is_custom:
+            as_encoded(rt.storage_key, obj)
         return obj
 
     # ---- delete ------------------------------------------------------------------------

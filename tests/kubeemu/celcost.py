@@ -312,18 +312,14 @@ class _Estimator:
         base = sum(a.cost for a in args) + (target.cost if target else 0)
         receiver = target if target is not None else (args[0] if args else Estimate(0))
         if name == "contains" and target is not None and args:
-            own = _ceil(target.size * STRING_TRAVERSAL) * _ceil(
-                args[0].size * STRING_TRAVERSAL
-            )
+            own = _ceil(target.size * STRING_TRAVERSAL) * _ceil(args[0].size * STRING_TRAVERSAL)
             return Estimate(base + max(own, 1))
         if name in ("startsWith", "endsWith") and args:
             return Estimate(base + max(_ceil(args[0].size * STRING_TRAVERSAL), 1))
         if name == "matches":
             pattern = args[-1] if args else Estimate(0)
             subject = target if target is not None else (args[0] if args else Estimate(0))
-            own = _ceil(subject.size * STRING_TRAVERSAL) * _ceil(
-                pattern.size * REGEX_LENGTH
-            )
+            own = _ceil(subject.size * STRING_TRAVERSAL) * _ceil(pattern.size * REGEX_LENGTH)
             return Estimate(base + max(own, 1))
         if name in ("isSorted", "sum", "min", "max", "indexOf", "lastIndexOf"):
             return Estimate(base + max(receiver.size, 1), _element(receiver.schema))

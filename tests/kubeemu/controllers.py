@@ -9,8 +9,10 @@ for them, and act through the same verbs as clients do.
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import TYPE_CHECKING, Any
 
+from tests.kubeemu.crds import establish_crd, is_established
 from tests.kubeemu.errors import ApiError
 from tests.kubeemu.options import DeleteOptions
 
@@ -38,6 +40,7 @@ class Controllers:
         self._terminating: set[Where] = set()
         self._gone_owners: list[str] = []
         self._check_owners: set[Where] = set()
+        self._establishing: set[Where] = set()
         self._scheduled = False
 
     def observe(self, key: StorageKey, obj: dict[str, Any], removed: bool) -> None:
@@ -46,13 +49,16 @@ class Controllers:
         if removed:
             self._terminating.discard(where)
             self._check_owners.discard(where)
+            self._establishing.discard(where)
             self._gone_owners.append(meta["uid"])
         else:
+            if key == _CRDS and not is_established(obj):
+                self._establishing.add(where)
             if meta.get("deletionTimestamp"):
                 self._terminating.add(where)
             if meta.get("ownerReferences"):
                 self._check_owners.add(where)
-        if self._terminating or self._gone_owners or self._check_owners:
+        if self._terminating or self._gone_owners or self._check_owners or self._establishing:
             self._schedule()
 
     def _schedule(self) -> None:
@@ -72,6 +78,11 @@ class Controllers:
 
     def run_pass(self) -> None:
         store = self._api.store
+        establishing, self._establishing = self._establishing, set()
+        for key, namespace, name in sorted(establishing):
+            crd = store.get(key, namespace, name)
+            if crd is not None and not is_established(crd):
+                self._establish(crd)
         gone, self._gone_owners = self._gone_owners, []
         for uid in gone:
             for key, dependent in store.dependents_of(uid):
@@ -88,6 +99,16 @@ class Controllers:
                 self._terminating.discard(where)
                 continue
             self._finish_deletion(key, obj)
+
+    # ---- CRDs ------------------------------------------------------------------------
+
+    def _establish(self, crd: dict[str, Any]) -> None:
+        rt = self._api.type_for_key(_CRDS)
+        if rt is None:
+            return
+        established = copy.deepcopy(crd)
+        establish_crd(established, crd)
+        self._api.rewrite(rt, crd, established)
 
     # ---- garbage collection ------------------------------------------------------------
 

@@ -96,7 +96,13 @@ def _root_metadata_causes(node: Schema, path: str) -> list[Cause]:
     causes: list[Cause] = []
     kind = node.get("type")
     if kind != "object":
-        causes.append(Cause("FieldValueInvalid", f'Invalid value: "{kind or ""}": must be object', f"{path}.type"))
+        causes.append(
+            Cause(
+                "FieldValueInvalid",
+                f'Invalid value: "{kind or ""}": must be object',
+                f"{path}.type",
+            )
+        )
     rest = {key: value for key, value in node.items() if key not in ("type", "default")}
     properties = rest.get("properties")
     if isinstance(properties, dict) and properties and set(properties) <= {"name", "generateName"}:

@@ -13,7 +13,13 @@ _AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTim
 
 
 def prepare_crd(crd: dict[str, Any], old: dict[str, Any] | None) -> None:
-    """The API server's defaults for a CRD, and the status its controllers would set."""
+    """The API server's defaults for a CRD, and its status as the write leaves it.
+
+    A new CRD is stored as a real server stores it: no names accepted, ``conditions: null``
+    and no cleanup finalizer yet. The CRD controllers establish it a moment later
+    (:func:`establish_crd`, run by the emulator's controllers); until then its kind is not
+    Established, and clients must wait for the condition as they do on a real cluster.
+    """
     spec = crd.setdefault("spec", {})
     if not isinstance(spec, dict):
         return
@@ -27,6 +33,24 @@ def prepare_crd(crd: dict[str, Any], old: dict[str, Any] | None) -> None:
             continue
         if not version.get("additionalPrinterColumns"):
             version.pop("additionalPrinterColumns", None)
+    if old is not None and is_established(old):
+        establish_crd(crd, old)
+        return
+    crd.setdefault("metadata", {})
+    crd["status"] = {
+        "acceptedNames": {"kind": "", "plural": ""},
+        "conditions": None,
+        "storedVersions": _stored_versions(crd, old),
+    }
+
+
+def is_established(crd: dict[str, Any]) -> bool:
+    """Whether the CRD controllers have accepted the CRD's names (set its conditions)."""
+    return bool((crd.get("status") or {}).get("conditions"))
+
+
+def establish_crd(crd: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """What the CRD controllers write: the cleanup finalizer, accepted names, conditions."""
     metadata = crd.setdefault("metadata", {})
     finalizers = metadata.setdefault("finalizers", [])
     if "customresourcecleanup.apiextensions.k8s.io" not in finalizers and not metadata.get(
@@ -36,14 +60,19 @@ def prepare_crd(crd: dict[str, Any], old: dict[str, Any] | None) -> None:
     crd["status"] = _crd_status(crd, old)
 
 
-def _crd_status(crd: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-    spec = crd.get("spec") or {}
-    names = dict(spec.get("names") or {})
+def _stored_versions(crd: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
     stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
-    for version in spec.get("versions") or []:
+    for version in (crd.get("spec") or {}).get("versions") or []:
         is_storage = isinstance(version, dict) and version.get("storage")
         if is_storage and version.get("name") and version["name"] not in stored:
             stored.append(version["name"])
+    return stored
+
+
+def _crd_status(crd: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    spec = crd.get("spec") or {}
+    names = dict(spec.get("names") or {})
+    stored = _stored_versions(crd, old)
     previous = {c.get("type"): c for c in ((old or {}).get("status") or {}).get("conditions") or []}
 
     def condition(kind: str, reason: str, message: str) -> dict[str, Any]:

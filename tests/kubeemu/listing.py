@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from tests.kubeemu.errors import bad_request
+from tests.kubeemu.resources import ResourceType
 from tests.kubeemu.store import Obj
 
 FIELD_SELECTABLE: dict[tuple[str, str], frozenset[str]] = {
@@ -89,3 +91,14 @@ def decode_continue(token: str) -> tuple[int, tuple[str, str]] | None:
         return int(decoded["rv"]), (str(namespace), str(name))
     except (ValueError, KeyError, TypeError):
         raise bad_request("continue key is not valid: could not decode continue token") from None
+
+
+def as_list_items(rt: ResourceType, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items as a list response carries them: a built-in kind's lack apiVersion and kind.
+
+    A real server encodes a typed list whose items have no TypeMeta; custom resources are
+    unstructured and keep theirs (recorded from kube-apiserver v1.28.7, ``list_items``).
+    """
+    if rt.is_custom:
+        return items
+    return [{k: v for k, v in item.items() if k not in ("apiVersion", "kind")} for item in items]

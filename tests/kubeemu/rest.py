@@ -367,7 +367,7 @@ class RestServer:
                 "apiVersion": rt.api_version,
                 "kind": rt.list_kind,
                 "metadata": list_meta,
-                "items": items,
+                "items": listing.as_list_items(rt, items),
             }
         )
 
@@ -414,7 +414,7 @@ class RestServer:
             "apiVersion": target.rt.api_version,
             "kind": target.rt.list_kind,
             "metadata": {"resourceVersion": str(self.api.store.resource_version)},
-            "items": deleted,
+            "items": listing.as_list_items(target.rt, deleted),
         }
 
     async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -438,6 +438,7 @@ class RestServer:
                 as_table=table.wants_table(request.headers.get("Accept", "")),
                 include_object=query.get("includeObject", ""),
                 deadline=time.monotonic() + timeout if timeout > 0 else None,
+                from_storage=rv == "" and not initial_events,
             ),
             lambda: self._log(request, 200),
         )

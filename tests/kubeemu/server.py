@@ -22,7 +22,7 @@ class Emulator:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, bookmark_interval: float = 5.0
+        self, host: str = "127.0.0.1", port: int = 0, bookmark_interval: float = 60.0
     ) -> None:
         self.host = host
         self.port = port

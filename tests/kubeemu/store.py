@@ -212,6 +212,13 @@ class Store:
         bucket.watchers.add(watcher)
         return watcher
 
+    def last_event_version(self, key: StorageKey) -> int:
+        """The resourceVersion of the newest change to this resource (0 if none was seen)."""
+        bucket = self._buckets.get(key)
+        if bucket is None or not bucket.history:
+            return 0
+        return bucket.history[-1].resource_version
+
     def check_not_expired(self, key: StorageKey, since: int) -> None:
         bucket = self._buckets[key]
         if since < bucket.window_start:
@@ -249,9 +256,12 @@ class Store:
         return sum(len(b.watchers) for b in self._buckets.values())
 
     def _publish(self, bucket: _Bucket, event: Event) -> None:
-        if len(bucket.history) == bucket.history.maxlen:
-            bucket.window_start = bucket.history[0].resource_version
+        full = len(bucket.history) == bucket.history.maxlen
         bucket.history.append(event)
+        if full:
+            # As the watch cache answers once it has dropped events: the oldest version a
+            # watch can resume from is the one just before the oldest event still held.
+            bucket.window_start = bucket.history[0].resource_version - 1
         for watcher in bucket.watchers:
             watcher.offer(event)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from typing import Any
@@ -135,22 +136,50 @@ def test_watch_from_a_compacted_version_answers_an_expired_error_event(
     }
 
 
-def test_bookmarks_arrive_when_asked_for(http: Http, namespace: str) -> None:
+def test_a_bookmark_arrives_two_seconds_before_the_timeout_after_a_live_change(
+    http: Http, namespace: str
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     _, listing = http.get(path)
-    events = http.watch(
-        path,
-        {
-            "resourceVersion": listing["metadata"]["resourceVersion"],
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": "1",
-        },
-    )
-    assert events
-    assert {e["type"] for e in events} == {"BOOKMARK"}
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(
+            http.watch,
+            path,
+            {
+                "resourceVersion": listing["metadata"]["resourceVersion"],
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": "3",
+            },
+        )
+        time.sleep(0.5)
+        _, news = http.post(path, {"metadata": {"name": "news"}})
+        events = watching.result()
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
     assert int(events[-1]["object"]["metadata"]["resourceVersion"]) >= int(
-        listing["metadata"]["resourceVersion"]
+        news["metadata"]["resourceVersion"]
     )
+    assert time.monotonic() - started >= 2.5
+
+
+def test_no_bookmark_for_changes_the_watch_replayed(http: Http, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    _, listing = http.get(path)
+    http.post(path, {"metadata": {"name": "replayed"}})
+    query = {
+        "resourceVersion": listing["metadata"]["resourceVersion"],
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": "3",
+    }
+    assert [e["type"] for e in http.watch(path, query)] == ["ADDED"]
+
+
+def test_a_watch_without_a_resource_version_gets_no_bookmark(http: Http, namespace: str) -> None:
+    """Served from etcd on a real server, not from the watch cache that sends bookmarks."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    http.post(path, {"metadata": {"name": "there"}})
+    events = http.watch(path, {"allowWatchBookmarks": "true", "timeoutSeconds": "3"})
+    assert [e["type"] for e in events] == ["ADDED"]
 
 
 def test_a_watched_object_leaving_the_selector_is_reported_deleted(

@@ -3,6 +3,12 @@
 A watch answers HTTP 200 at once and then writes one JSON event per line as changes happen.
 A watch from a resourceVersion older than the history window gets a single ERROR event
 carrying the `410 Expired` Status, exactly as a real API server answers it.
+
+Bookmarks follow kube-apiserver v1.28's watch cache: a watch that names a resourceVersion
+(and allows bookmarks) gets one about every minute and one two seconds before its timeout,
+carrying the version of the newest change to the resource, and only when that change came
+after the watch started (past the events it replayed). A watch without a resourceVersion is
+served from etcd and gets none.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class WatchRequest:
     as_table: bool
     include_object: str
     deadline: float | None
+    #: No resourceVersion given: a real server serves it from etcd, not its watch cache.
+    from_storage: bool = False
 
 
 def _line(event_type: str, obj: Any) -> bytes:
@@ -65,6 +73,9 @@ class WatchStreams:
         store = self.api.store
         try:
             watcher = store.watch(watch.rt.storage_key, watch.accepts, watch.since)
+            # Where the watch cache counts this watch as started: past every event it
+            # replays (of any object of the resource). Live events do not move it.
+            start = max(watch.since or 0, store.last_event_version(watch.rt.storage_key))
         except ApiError as error:
             log_start()
             await response.prepare(request)
@@ -74,7 +85,7 @@ class WatchStreams:
         log_start()
         try:
             await response.prepare(request)
-            await self._stream(response, watcher, watch)
+            await self._stream(response, watcher, watch, start)
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -83,7 +94,7 @@ class WatchStreams:
         return response
 
     async def _stream(
-        self, response: web.StreamResponse, watcher: Watcher, watch: WatchRequest
+        self, response: web.StreamResponse, watcher: Watcher, watch: WatchRequest, start: int
     ) -> None:
         store = self.api.store
         if watch.initial_events and watch.bookmarks:
@@ -92,20 +103,26 @@ class WatchStreams:
             ]
             initial.append(self._bookmark(watch.rt, store.resource_version, initial_end=True))
             await response.write(b"".join(initial))
-        next_bookmark = time.monotonic() + self.bookmark_interval
+        key = watch.rt.storage_key
+        bookmarks = watch.bookmarks and not watch.from_storage
+        next_bookmark = self._next_bookmark(watch, time.monotonic()) if bookmarks else None
         while not self._stopping:
             now = time.monotonic()
-            wake = next_bookmark if watch.bookmarks else now + 3600
+            wake = next_bookmark if next_bookmark is not None else now + 3600
             if watch.deadline is not None:
                 wake = min(wake, watch.deadline)
             try:
                 item = await asyncio.wait_for(watcher.queue.get(), max(wake - now, 0))
             except TimeoutError:
-                if watch.bookmarks:
-                    # Every event up to now has been written, so the current version is safe.
-                    await response.write(self._bookmark(watch.rt, store.resource_version))
-                    next_bookmark = time.monotonic() + self.bookmark_interval
-                if watch.deadline is not None and time.monotonic() >= watch.deadline:
+                now = time.monotonic()
+                if next_bookmark is not None and now >= next_bookmark:
+                    # Every event up to now has been written, so the newest change is safe
+                    # to resume from; the cache sends nothing the watch started past.
+                    newest = store.last_event_version(key)
+                    if newest > start:
+                        await response.write(self._bookmark(watch.rt, newest))
+                    next_bookmark = self._next_bookmark(watch, now)
+                if watch.deadline is not None and now >= watch.deadline:
                     return
                 continue
             if item is None:
@@ -117,6 +134,13 @@ class WatchStreams:
                     return
                 lines.append(self._event_line(watch, queued))
             await response.write(b"".join(lines))
+
+    def _next_bookmark(self, watch: WatchRequest, now: float) -> float | None:
+        """When the next bookmark is due: within a minute, and two seconds before the end."""
+        due = now + self.bookmark_interval
+        if watch.deadline is not None:
+            due = min(due, watch.deadline - 2.0)
+        return due if due >= now else None
 
     def _event_line(self, watch: WatchRequest, item: tuple[str, Obj]) -> bytes:
         event_type, obj = item

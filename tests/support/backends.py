@@ -135,7 +135,8 @@ def is_established(crd: dict[str, Any] | None) -> bool:
     """A CRD whose ``Established`` condition is True: its resources are being served."""
     if crd is None:
         return False
-    conditions = crd.get("status", {}).get("conditions", [])
+    # A new CRD's status.conditions is null on a real server until its controllers run.
+    conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 

@@ -35,10 +35,12 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _owner_reference(owner: Obj) -> Obj:
+def _owner_reference(owner: Obj, api_version: str, kind: str) -> Obj:
+    # The type is named by the caller: an object taken from a list response has no
+    # apiVersion or kind of its own on a real server.
     return {
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
+        "apiVersion": api_version,
+        "kind": kind,
         "name": owner["metadata"]["name"],
         "uid": owner["metadata"]["uid"],
         "controller": True,
@@ -95,7 +97,7 @@ def job_pod(job: Obj, index: int | None = None) -> Obj:
         "generateName": generate_name,
         "namespace": job["metadata"]["namespace"],
         "labels": labels,
-        "ownerReferences": [_owner_reference(job)],
+        "ownerReferences": [_owner_reference(job, "batch/v1", "Job")],
     }
     if annotations:
         pod_metadata["annotations"] = annotations
@@ -272,9 +274,14 @@ def waiting_pod_status(pod: Obj, reason: str = "ImagePullBackOff", message: str 
     }
 
 
+def _as_pod(pod: Obj) -> Obj:
+    """The pod with its type: one read from a list response carries none."""
+    return {"apiVersion": "v1", "kind": "Pod", **pod}
+
+
 def set_pod_running(client: KubeClient, pod: Obj, pod_ip: str | None = None) -> Obj:
     ip = pod_ip or _pod_ip_for(pod)
-    return _write_status(client, pod, running_pod_status(pod, ip))
+    return _write_status(client, _as_pod(pod), running_pod_status(pod, ip))
 
 
 def set_pod_terminated(
@@ -293,7 +300,7 @@ def set_pod_terminated(
 def set_pod_waiting(
     client: KubeClient, pod: Obj, reason: str = "ImagePullBackOff", message: str = ""
 ) -> Obj:
-    return _write_status(client, pod, waiting_pod_status(pod, reason, message))
+    return _write_status(client, _as_pod(pod), waiting_pod_status(pod, reason, message))
 
 
 # -- the Job controller: job status ------------------------------------------------------
@@ -461,7 +468,7 @@ def deployment_replica_set(deployment: Obj) -> Obj:
             "name": f"{deployment['metadata']['name']}-{template_hash}",
             "namespace": deployment["metadata"]["namespace"],
             "labels": labels,
-            "ownerReferences": [_owner_reference(deployment)],
+            "ownerReferences": [_owner_reference(deployment, "apps/v1", "Deployment")],
         },
         "spec": {
             "replicas": int(spec.get("replicas", 1)),
@@ -482,7 +489,7 @@ def replica_set_pod(replica_set: Obj) -> Obj:
             "namespace": replica_set["metadata"]["namespace"],
             "labels": dict(template["metadata"]["labels"]),
             "annotations": dict(template["metadata"].get("annotations", {})),
-            "ownerReferences": [_owner_reference(replica_set)],
+            "ownerReferences": [_owner_reference(replica_set, "apps/v1", "ReplicaSet")],
         },
         "spec": _deep_copy(template["spec"]),
     }
@@ -541,3 +548,39 @@ def _deep_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_deep_copy(v) for v in value]
     return value
+
+
+# -- the garbage collector, where none runs (envtest) ---------------------------------------
+
+
+def finish_orphaning(client: KubeClient, owner: Obj, runs_controllers: bool) -> None:
+    """Complete a ``propagationPolicy=Orphan`` delete of ``owner`` as the garbage collector
+    does: drop the owner's references from its dependents, then its ``orphan`` finalizer.
+
+    Where controllers run (a real cluster, the emulator) the real collector does this and
+    this function does nothing: a test must never play a controller that is running.
+    """
+    if runs_controllers:
+        return
+    meta = owner["metadata"]
+    uid, namespace = meta["uid"], meta.get("namespace")
+    for api_version, kind in (("batch/v1", "Job"), ("v1", "Service"), ("v1", "Pod")):
+        for dependent in client.list(api_version, kind, namespace)["items"]:
+            refs = dependent["metadata"].get("ownerReferences") or []
+            kept = [r for r in refs if r.get("uid") != uid]
+            if len(kept) != len(refs):
+                patch: Obj = {"metadata": {"ownerReferences": kept or None}}
+                client.patch(api_version, kind, dependent["metadata"]["name"], namespace, patch)
+    current = client.get_or_none(owner["apiVersion"], owner["kind"], meta["name"], namespace)
+    if current is None:
+        return
+    finalizers = current["metadata"].get("finalizers") or []
+    if "orphan" in finalizers:
+        remaining = [f for f in finalizers if f != "orphan"]
+        patch = {
+            "metadata": {
+                "finalizers": remaining or None,
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            }
+        }
+        client.patch(owner["apiVersion"], owner["kind"], meta["name"], namespace, patch)
