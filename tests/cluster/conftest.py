@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.backends import KUBECONFIG, Cluster, install_crds
+from tests.support.backends import Cluster, install_crds
 from tests.support.kube import ApiError, Obj, load_manifests
+from tests.support.kubelet import Workloads
 
 REFERENCE = Path(__file__).parent / "reference"
 WIDGET_API = "ref.example.dev/v1alpha1"
@@ -126,9 +127,20 @@ def unscheduled_pod(name: str) -> Obj:
 
 @pytest.fixture
 def stand_in_controllers(cluster: Cluster) -> None:
-    """Tests where the test plays the kubelet and the Job/Deployment controllers."""
-    if cluster.backend == KUBECONFIG:
+    """Tests of the stand-ins themselves: where the test plays the Job/Deployment controllers."""
+    if cluster.runs_workload_controllers:
         pytest.skip(
-            "an existing cluster runs its own kubelet and Job/Deployment controllers, which "
-            "would race the stand-ins; they are meant for the emulator and envtest"
+            "the real Job and Deployment controllers run here, so their stand-ins (which this "
+            "test checks) are not used; tests play only the kubelet on this backend"
         )
+
+
+@pytest.fixture
+def workloads(cluster: Cluster) -> Workloads:
+    """The kubelet (always played by the test) and the Job controller (only where none runs)."""
+    if not cluster.tests_play_kubelet:
+        pytest.skip(
+            "this cluster's nodes run real kubelets, which would race a test writing pod "
+            "status; use envtest, a full control plane or KILN_TEST_FAKE_NODES=1 for these"
+        )
+    return Workloads(cluster.client, plays_job_controller=not cluster.runs_workload_controllers)

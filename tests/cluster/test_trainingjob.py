@@ -26,10 +26,8 @@ from tests.support.backends import Cluster
 from tests.support.kube import KubeClient, Obj
 from tests.support.kubelet import (
     DEADLINE_EXCEEDED,
-    complete_job,
-    create_job_pods,
+    Workloads,
     finish_orphaning,
-    set_job_status,
     set_pod_running,
     set_pod_waiting,
 )
@@ -204,9 +202,11 @@ def test_a_run_gets_a_job_with_gpus_workers_env_output_and_a_restricted_pod(
     assert run_row(status)["hyperparameters"] == {"learning_rate": "0.01"}
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_successful_run_records_its_result_and_registers_a_model_version(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     kube.apply_manifest(
         [training_job(dataset={"uri": "s3://datasets/iris"}, hyperparameters={"C": "1.0"})],
@@ -214,7 +214,7 @@ def test_a_successful_run_records_its_result_and_registers_a_model_version(
     )
     (job,) = wait_for_jobs(kube, namespace, 1)
     run = job["metadata"]["name"]
-    complete_job(kube, job, message=result(baseline="baseline.json"))
+    workloads.complete_job(job, message=result(baseline="baseline.json"))
 
     status = wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
     row = run_row(status)
@@ -248,13 +248,15 @@ def test_a_successful_run_records_its_result_and_registers_a_model_version(
     )
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_run_below_min_metrics_registers_nothing_and_names_the_metric(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     kube.apply_manifest([training_job(register={"minMetrics": {"accuracy": 0.99}})], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, job, message=result())
+    workloads.complete_job(job, message=result())
     status = wait_for_status(
         kube, namespace, lambda s: run_row(s).get("reason") == "BelowMinMetrics"
     )
@@ -295,13 +297,15 @@ def test_reapplying_the_same_spec_starts_no_new_run_and_an_edit_does(
     )
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_new_run_annotation_value_starts_one_manual_run(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     kube.apply_manifest([training_job()], namespace)
     (first,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, first, message=result())
+    workloads.complete_job(first, message=result())
     wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
 
     kube.apply_manifest([training_job(annotations={"kiln.dev/run": "retrain-1"})], namespace)
@@ -309,7 +313,7 @@ def test_a_new_run_annotation_value_starts_one_manual_run(
     assert jobs[1]["metadata"]["annotations"]["kiln.dev/trigger"] == "manual"
     status = wait_for_status(kube, namespace, lambda s: s.get("handledRunRequest") == "retrain-1")
     assert run_row(status)["trigger"] == "manual"
-    complete_job(kube, jobs[1], message=result())
+    workloads.complete_job(jobs[1], message=result())
     wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
     assert len(jobs_of(kube, namespace)) == 2
 
@@ -445,9 +449,11 @@ def test_suspend_stops_new_runs_and_suspends_the_active_job(
     )
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_the_history_limit_prunes_the_oldest_jobs(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     names = []
     for value in ("1", "2", "3"):
@@ -461,7 +467,7 @@ def test_the_history_limit_prunes_the_oldest_jobs(
             ),
         )
         names.append(job["metadata"]["name"])
-        complete_job(kube, job, message=result())
+        workloads.complete_job(job, message=result())
         wait_for_status(
             kube,
             namespace,
@@ -482,9 +488,11 @@ def test_the_history_limit_prunes_the_oldest_jobs(
     ]
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_version_name_held_by_another_models_object_is_skipped_not_retried_forever(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     foreign: Obj = {
         "apiVersion": KILN,
@@ -498,7 +506,7 @@ def test_a_version_name_held_by_another_models_object_is_skipped_not_retried_for
     }
     kube.apply_manifest([foreign, training_job()], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, job, message=result())
+    workloads.complete_job(job, message=result())
     status = wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
     assert run_row(status)["modelVersion"] == "iris-v2"
     versions = {
@@ -537,13 +545,21 @@ def test_a_training_job_recreated_over_orphaned_runs_numbers_past_them(
 
 
 @pytest.mark.parametrize("reason", ["BackoffLimitExceeded", DEADLINE_EXCEEDED])
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_failed_job_maps_to_its_reason_and_a_warning_event(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess, reason: str
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    reason: str,
+    workloads: Workloads,
 ) -> None:
-    kube.apply_manifest([training_job()], namespace)
+    # Where the real Job controller runs, it decides the reason: no retry for the first,
+    # a short deadline that passes before the retry (10 s back-off) for the second.
+    limits: dict[str, Any] = {"backoffLimit": 0}
+    if reason == DEADLINE_EXCEEDED:
+        limits = {"backoffLimit": 6, "activeDeadlineSeconds": 3}
+    kube.apply_manifest([training_job(**limits)], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, job, exit_code=137, message="CUDA out of memory", failure_reason=reason)
+    workloads.complete_job(job, exit_code=137, message="CUDA out of memory", failure_reason=reason)
     status = wait_for_status(kube, namespace, lambda s: s.get("phase") == "Failed")
     succeeded = condition(status, "Succeeded")
     assert (succeeded["status"], succeeded["reason"]) == ("False", reason)
@@ -557,13 +573,15 @@ def test_a_failed_job_maps_to_its_reason_and_a_warning_event(
     assert event["type"] == "Warning"
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_an_image_pull_failure_is_reported_while_the_run_waits(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     kube.apply_manifest([training_job(image="ghcr.io/kiln/missing:0")], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
-    (pod,) = create_job_pods(kube, job)
+    (pod,) = workloads.job_pods(job)
     set_pod_waiting(kube, pod, reason="ImagePullBackOff")
     status = wait_for_status(
         kube, namespace, lambda s: condition(s, "Running").get("reason") == "ImagePullBackOff"
@@ -575,12 +593,15 @@ def test_an_image_pull_failure_is_reported_while_the_run_waits(
     )
 
     set_pod_running(kube, kube.get("v1", "Pod", pod["metadata"]["name"], namespace))
-    set_job_status(kube, job, active=1)
+    workloads.job_active(job, 1)
     wait_for_status(kube, namespace, lambda s: condition(s, "Running").get("status") == "True")
 
 
 def test_status_stays_writable_when_a_pod_message_and_a_run_request_exceed_its_bounds(
-    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     """The API server refuses a status whose fields break the CRD's bounds; what runs and
     users supply is cut to fit, so the status keeps telling the truth."""
@@ -588,7 +609,7 @@ def test_status_stays_writable_when_a_pod_message_and_a_run_request_exceed_its_b
     kube.apply_manifest([training_job(annotations={"kiln.dev/run": request})], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
     assert job["metadata"]["annotations"]["kiln.dev/trigger"] == "manual"
-    (pod,) = create_job_pods(kube, job)
+    (pod,) = workloads.job_pods(job)
     set_pod_waiting(kube, pod, reason="ErrImagePull", message="pull failed: " + "e" * 10_000)
     status = wait_for_status(kube, namespace, lambda s: run_row(s).get("reason") == "ErrImagePull")
     assert len(run_row(status)["message"]) <= 4096
@@ -616,17 +637,17 @@ def test_status_stays_writable_when_a_pod_message_and_a_run_request_exceed_its_b
         pytest.param("", "wrote no result", id="empty"),
     ],
 )
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_malformed_result_is_succeeded_unregistered_with_a_clear_condition(
     kube: KubeClient,
     namespace: str,
     training_operator: OperatorProcess,
     message: str,
     expected: str,
+    workloads: Workloads,
 ) -> None:
     kube.apply_manifest([training_job()], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, job, message=message)
+    workloads.complete_job(job, message=message)
     status = wait_for_status(kube, namespace, lambda s: run_row(s).get("reason") == "InvalidResult")
     assert run_row(status)["phase"] == "Succeeded"
     registered = condition(status, "Registered")
@@ -670,9 +691,12 @@ def wait_for_exit(process: OperatorProcess) -> None:
     assert process.kill() == -9, "the crash point ends the process with SIGKILL"
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
-    cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
+    cluster: Cluster,
+    kube: KubeClient,
+    namespace: str,
+    tmp_path: Path,
+    workloads: Workloads,
 ) -> None:
     log = tmp_path / "kiln-operator.log"
     # 1. The operator dies right after creating the run's Job, before status mentions it.
@@ -686,7 +710,7 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
     #    creating the run's ModelVersion, again before status records it.
     crashing = operator_process(cluster, namespace, log, "modelversion-created")
     wait_for_status(kube, namespace, lambda s: s.get("latestRun") == job["metadata"]["name"])
-    complete_job(kube, job, message=result())
+    workloads.complete_job(job, message=result())
     wait_for_exit(crashing)
     assert [mv["metadata"]["name"] for mv in model_versions(kube, namespace)] == ["iris-v1"]
     assert "modelVersion" not in run_row(status_of(kube, namespace))
@@ -698,7 +722,7 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
         assert len(jobs_of(kube, namespace)) == 1
         kube.apply_manifest([training_job(hyperparameters={"C": "2"})], namespace)
         second = wait_for_jobs(kube, namespace, 2)[1]
-        complete_job(kube, second, message=result())
+        workloads.complete_job(second, message=result())
         wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
         versions = model_versions(kube, namespace)
         assert [(mv["metadata"]["name"], mv["spec"]["version"]) for mv in versions] == [
@@ -714,9 +738,12 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
     healthy.assert_no_unhandled_exceptions()
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_two_replicas_racing_never_duplicate_a_run_or_a_version(
-    cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
+    cluster: Cluster,
+    kube: KubeClient,
+    namespace: str,
+    tmp_path: Path,
+    workloads: Workloads,
 ) -> None:
     """Two operators without peering reconcile the same objects at once: Job names and
     version numbers are allocated by create-or-AlreadyExists, so nothing is doubled."""
@@ -726,7 +753,7 @@ def test_two_replicas_racing_never_duplicate_a_run_or_a_version(
         kube.apply_manifest([training_job(name=name) for name in names], namespace)
         jobs = [wait_for_jobs(kube, namespace, 1, name=name)[0] for name in names]
         for job in jobs:
-            complete_job(kube, job, message=result())
+            workloads.complete_job(job, message=result())
         for name in names:
             wait_for_status(
                 kube, namespace, lambda s: run_row(s).get("reason") == "Registered", name=name
@@ -762,9 +789,12 @@ def operator_writes(cluster: Cluster) -> list[tuple[str, str, str, str, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_nothing_changing_for_30_seconds_means_no_write_calls(
-    cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
+    cluster: Cluster,
+    kube: KubeClient,
+    namespace: str,
+    tmp_path: Path,
+    workloads: Workloads,
 ) -> None:
     """Steady state writes nothing, although the operator re-checks every 2 seconds and a
     scheduled TrainingJob sits waiting for its next time."""
@@ -778,7 +808,7 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
         )
         for name in ("iris", "nightly"):
             (job,) = wait_for_jobs(kube, namespace, 1, name=name)
-            complete_job(kube, job, message=result())
+            workloads.complete_job(job, message=result())
             wait_for_status(
                 kube, namespace, lambda s, n=name: s.get("latestModelVersion") == f"{n}-v1", name
             )
@@ -811,13 +841,16 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
     process.assert_no_unhandled_exceptions()
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_model_versions_outlive_their_training_job(
-    cluster: Cluster, kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    cluster: Cluster,
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     kube.apply_manifest([training_job()], namespace)
     (job,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, job, message=result())
+    workloads.complete_job(job, message=result())
     wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
 
     kube.delete(KILN, "TrainingJob", "iris", namespace)
@@ -835,14 +868,17 @@ def test_model_versions_outlive_their_training_job(
 # -- entry points and examples --------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("stand_in_controllers")
 def test_start_run_starts_a_drift_run_that_the_operator_then_follows(
-    cluster: Cluster, kube: KubeClient, namespace: str, training_operator: OperatorProcess
+    cluster: Cluster,
+    kube: KubeClient,
+    namespace: str,
+    training_operator: OperatorProcess,
+    workloads: Workloads,
 ) -> None:
     """The internal entry point an InferenceService calls when it detects drift."""
     kube.apply_manifest([training_job()], namespace)
     (first,) = wait_for_jobs(kube, namespace, 1)
-    complete_job(kube, first, message=result())
+    workloads.complete_job(first, message=result())
     wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
 
     async def request_drift_run() -> str | None:
@@ -860,7 +896,7 @@ def test_start_run_starts_a_drift_run_that_the_operator_then_follows(
     assert jobs[1]["metadata"]["annotations"]["kiln.dev/trigger-message"] == (
         "PSI 0.31 on petal_width"
     )
-    complete_job(kube, jobs[1], message=result())
+    workloads.complete_job(jobs[1], message=result())
     status = wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
     assert run_row(status)["trigger"] == "drift"
 

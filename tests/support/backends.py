@@ -1,7 +1,11 @@
 """The three Kubernetes API backends of the cluster tier, chosen by environment.
 
 - ``KILN_TEST_KUBECONFIG=<path>``: an existing cluster (kind, a dev cluster), used as is;
+  with ``KILN_TEST_FAKE_NODES=1`` its nodes have no kubelet (``../shared/realk8s`` without
+  podlet), so tests play the kubelet there;
 - ``KUBEBUILDER_ASSETS=<folder>``: a real etcd + kube-apiserver started on loopback;
+  with ``KILN_TEST_CONTROL_PLANE=full`` also the real kube-controller-manager and
+  kube-scheduler from the same folder, with kubelet-less fake nodes;
 - neither: the in-process API emulator (what CI runs).
 
 An explicit kubeconfig wins over envtest assets, so a developer with both set still reaches
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 
 EMULATOR = "emulator"
 ENVTEST = "envtest"
+FULL = "full"
 KUBECONFIG = "kubeconfig"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,21 +43,25 @@ def select_backend(environ: Mapping[str, str]) -> str:
     if environ.get("KILN_TEST_KUBECONFIG"):
         return KUBECONFIG
     if environ.get("KUBEBUILDER_ASSETS"):
-        return ENVTEST
+        return FULL if environ.get("KILN_TEST_CONTROL_PLANE") == "full" else ENVTEST
     return EMULATOR
 
 
 def describe_backend(environ: Mapping[str, str]) -> str:
     """The backend as pytest's header shows it, e.g. ``envtest (kube-apiserver v1.30.0)``."""
     backend = select_backend(environ)
-    if backend == ENVTEST:
+    if backend in (ENVTEST, FULL):
+        label = "envtest" if backend == ENVTEST else "full control plane"
         try:
-            assets = EnvtestAssets.from_folder(Path(environ["KUBEBUILDER_ASSETS"]))
-            return f"envtest (kube-apiserver {assets.apiserver_version()})"
+            assets = EnvtestAssets.from_folder(
+                Path(environ["KUBEBUILDER_ASSETS"]), full=backend == FULL
+            )
+            return f"{label} (kube-apiserver {assets.apiserver_version()})"
         except Exception as error:  # the header must not crash collection
-            return f"envtest (unusable: {error})"
+            return f"{label} (unusable: {error})"
     if backend == KUBECONFIG:
-        return f"kubeconfig ({environ['KILN_TEST_KUBECONFIG']})"
+        nodes = ", kubelet-less nodes" if environ.get("KILN_TEST_FAKE_NODES") == "1" else ""
+        return f"kubeconfig ({environ['KILN_TEST_KUBECONFIG']}{nodes})"
     return EMULATOR
 
 
@@ -68,6 +77,14 @@ class Cluster:
     emulator: Emulator | None = None
     #: Names of the CRDs installed from ``crds/`` for the session.
     crds: list[str] = field(default_factory=list)
+    #: Whether a kubelet-less cluster leaves the kubelet's part to the tests (False only on
+    #: an existing cluster whose nodes run real kubelets).
+    tests_play_kubelet: bool = True
+
+    @property
+    def runs_workload_controllers(self) -> bool:
+        """Whether the real Job and Deployment controllers run (tests must not play them)."""
+        return self.backend in (FULL, KUBECONFIG)
 
     @property
     def runs_controllers(self) -> bool:
@@ -87,15 +104,17 @@ def open_cluster(environ: Mapping[str, str], workdir: Path) -> Iterator[Cluster]
     if backend == KUBECONFIG:
         kubeconfig = Path(environ["KILN_TEST_KUBECONFIG"]).expanduser().resolve()
         client = KubeClient(kubeconfig)
+        fake_nodes = environ.get("KILN_TEST_FAKE_NODES") == "1"
         try:
-            yield Cluster(backend, description, kubeconfig, client)
+            yield Cluster(backend, description, kubeconfig, client, tests_play_kubelet=fake_nodes)
         finally:
             client.close()
         return
-    if backend == ENVTEST:
-        plane = EnvtestControlPlane(
-            EnvtestAssets.from_folder(Path(environ["KUBEBUILDER_ASSETS"])), workdir / "envtest"
+    if backend in (ENVTEST, FULL):
+        assets = EnvtestAssets.from_folder(
+            Path(environ["KUBEBUILDER_ASSETS"]), full=backend == FULL
         )
+        plane = EnvtestControlPlane(assets, workdir / "envtest")
         kubeconfig = plane.start()
         client = KubeClient(kubeconfig)
         try:

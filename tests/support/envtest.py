@@ -6,6 +6,12 @@ server with the flags a current kube-apiserver (1.24+) requires, secured by the
 certificates from :mod:`tests.support.pki`, and wait for ``/readyz``. There is no
 kube-controller-manager and no kubelet: nothing garbage-collects, finishes namespace
 deletion or runs pods. Tests play those parts where they need them.
+
+With ``full=True`` (the folder must also hold ``kube-controller-manager`` and
+``kube-scheduler``, as ``../shared/realk8s/build.sh`` makes them) the real controllers and
+scheduler run too, and :data:`FAKE_NODES` are registered Ready: the Job, Deployment,
+ReplicaSet, EndpointSlice, HPA, garbage-collector and namespace controllers act for real,
+and no kubelet runs, so tests play only the kubelet.
 """
 
 from __future__ import annotations
@@ -34,22 +40,45 @@ class ControlPlaneError(RuntimeError):
     """etcd or kube-apiserver did not come up; the message carries its log's tail."""
 
 
+#: The kubelet-less nodes of a full control plane: Ready, with GPUs, labelled as the
+#: accelerator maps of the tests expect (``nvidia.com/gpu.product``).
+FAKE_NODES = ("kiln-test-node-1", "kiln-test-node-2")
+FAKE_NODE_GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+
+
 @dataclass(frozen=True)
 class EnvtestAssets:
-    """The two binaries of a ``KUBEBUILDER_ASSETS`` folder."""
+    """The binaries of a ``KUBEBUILDER_ASSETS`` folder."""
 
     etcd: Path
     kube_apiserver: Path
+    kube_controller_manager: Path | None = None
+    kube_scheduler: Path | None = None
 
     @classmethod
-    def from_folder(cls, folder: Path) -> EnvtestAssets:
-        assets = cls(etcd=folder / "etcd", kube_apiserver=folder / "kube-apiserver")
-        for binary in (assets.etcd, assets.kube_apiserver):
+    def from_folder(cls, folder: Path, full: bool = False) -> EnvtestAssets:
+        assets = cls(
+            etcd=folder / "etcd",
+            kube_apiserver=folder / "kube-apiserver",
+            kube_controller_manager=folder / "kube-controller-manager" if full else None,
+            kube_scheduler=folder / "kube-scheduler" if full else None,
+        )
+        for binary in assets.binaries:
             if not os.access(binary, os.X_OK):
                 raise ControlPlaneError(
                     f"KUBEBUILDER_ASSETS={folder}: {binary.name} is missing or not executable"
                 )
         return assets
+
+    @property
+    def binaries(self) -> list[Path]:
+        found = [self.etcd, self.kube_apiserver]
+        return found + [b for b in (self.kube_controller_manager, self.kube_scheduler) if b]
+
+    @property
+    def full(self) -> bool:
+        """Whether the controllers and the scheduler run too."""
+        return self.kube_controller_manager is not None and self.kube_scheduler is not None
 
     def apiserver_version(self) -> str:
         """``v1.x.y`` as ``kube-apiserver --version`` reports it."""
@@ -103,9 +132,74 @@ def apiserver_args(
     ]
 
 
+def controller_manager_args(pki: ControlPlanePki, kubeconfig: Path, secure_port: int) -> list[str]:
+    """Every controller, as the admin; nodes never go NotReady (no kubelet heartbeats)."""
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={secure_port}",
+        "--controllers=*",
+        "--leader-elect=false",
+        f"--service-account-private-key-file={pki.service_account_private_key}",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--node-monitor-grace-period=87600h",
+    ]
+
+
+def fake_node(name: str) -> dict[str, object]:
+    """A Ready Node with capacity (GPUs included) and no kubelet behind it."""
+    capacity = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "8"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.product": FAKE_NODE_GPU_PRODUCT,
+            },
+        },
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "fake node: tests play its kubelet",
+                }
+            ],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        },
+    }
+
+
+def register_fake_nodes(kubeconfig: Path, names: tuple[str, ...]) -> None:
+    from tests.support.kube import KubeClient
+
+    client = KubeClient(kubeconfig)
+    try:
+        for name in names:
+            node = fake_node(name)
+            created = client.create({**node, "status": {}})
+            client.replace({**created, "status": node["status"]}, subresource="status")
+    finally:
+        client.close()
+
+
 @dataclass
 class EnvtestControlPlane:
-    """Start/stop an etcd + kube-apiserver pair under ``workdir``."""
+    """Start/stop an etcd + kube-apiserver pair (and, when the assets are full, the
+    controllers and the scheduler) under ``workdir``."""
 
     assets: EnvtestAssets
     workdir: Path
@@ -146,7 +240,60 @@ class EnvtestControlPlane:
             client_cert=pki.admin.cert,
             client_key=pki.admin.key,
         )
+        if self.assets.full:
+            try:
+                self._start_controllers(pki)
+            except BaseException:
+                self.stop()
+                raise
         return self.kubeconfig
+
+    def _start_controllers(self, pki: ControlPlanePki) -> None:
+        """kube-controller-manager and kube-scheduler as the admin, and the fake nodes."""
+        manager_binary, scheduler_binary = (
+            self.assets.kube_controller_manager,
+            self.assets.kube_scheduler,
+        )
+        if manager_binary is None or scheduler_binary is None:
+            raise ControlPlaneError(
+                "a full control plane needs kube-controller-manager and kube-scheduler"
+            )
+        manager_port, scheduler_port = free_port(), free_port()
+        manager = self._spawn(
+            "kube-controller-manager",
+            [
+                str(manager_binary),
+                *controller_manager_args(pki, self.kubeconfig, manager_port),
+            ],
+        )
+        scheduler = self._spawn(
+            "kube-scheduler",
+            [
+                str(scheduler_binary),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={scheduler_port}",
+                "--leader-elect=false",
+            ],
+        )
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        _wait_until_ok(
+            f"https://127.0.0.1:{manager_port}/healthz",
+            manager,
+            self._log("kube-controller-manager"),
+            insecure,
+        )
+        _wait_until_ok(
+            f"https://127.0.0.1:{scheduler_port}/healthz",
+            scheduler,
+            self._log("kube-scheduler"),
+            insecure,
+        )
+        register_fake_nodes(self.kubeconfig, FAKE_NODES)
 
     def stop(self) -> None:
         """SIGTERM the API server, then etcd; SIGKILL whatever outlives the timeout."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import time
 from typing import Any
 
 from tests.support.kube import ApiError, KubeClient, Obj
@@ -388,6 +389,102 @@ def complete_job(
     else:
         set_job_status(client, job, failed=len(pods), outcome="Failed", **failure)
     return finished
+
+
+def expected_pod_count(job: Obj) -> int:
+    """How many pods the Job controller starts at once: ``parallelism`` capped by
+    ``completions``."""
+    spec = job.get("spec", {})
+    parallelism = int(spec.get("parallelism", 1))
+    completions = spec.get("completions")
+    return min(parallelism, int(completions)) if completions is not None else parallelism
+
+
+def wait_for_job_pods(client: KubeClient, job: Obj, count: int, timeout: float = 60.0) -> list[Obj]:
+    """The ``count`` pods a running Job controller made for ``job``."""
+    deadline = time.monotonic() + timeout
+    pods: list[Obj] = []
+    while time.monotonic() < deadline:
+        pods = pods_of_job(client, job)
+        if len(pods) >= count:
+            return pods[:count]
+        time.sleep(0.2)
+    raise AssertionError(
+        f"the Job controller made {len(pods)} of {count} pods for Job "
+        f"{job['metadata']['name']} in {timeout:.0f}s"
+    )
+
+
+def wait_for_job_condition(
+    client: KubeClient, job: Obj, condition: str, timeout: float = 60.0
+) -> Obj:
+    """The Job once the Job controller has set ``condition`` (Complete or Failed) True."""
+    meta = job["metadata"]
+
+    def reached(current: Obj | None) -> bool:
+        conditions = ((current or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == condition and c["status"] == "True" for c in conditions)
+
+    return client.wait_for(
+        "batch/v1",
+        "Job",
+        meta["name"],
+        meta["namespace"],
+        reached,
+        timeout=timeout,
+        description=f"Job condition {condition}=True",
+    )
+
+
+class Workloads:
+    """The parts of a cluster a test stands in for, on any backend.
+
+    The test always plays the kubelet (pods run nowhere, so their status is what the test
+    writes). The Job controller is played only where none runs (the emulator, envtest):
+    where the real one runs (a full control plane), it makes the pods and finishes the Job
+    itself, and the test only waits for it.
+    """
+
+    def __init__(self, client: KubeClient, plays_job_controller: bool) -> None:
+        self.client = client
+        self.plays_job_controller = plays_job_controller
+
+    def job_pods(self, job: Obj) -> list[Obj]:
+        """The Job's pods: made by the test standing in, or by the real controller."""
+        if self.plays_job_controller:
+            return create_job_pods(self.client, job)
+        return wait_for_job_pods(self.client, job, expected_pod_count(job))
+
+    def job_active(self, job: Obj, active: int) -> None:
+        """The Job's status counts ``active`` pods (written, or awaited from the controller)."""
+        if self.plays_job_controller:
+            set_job_status(self.client, job, active=active)
+            return
+        meta = job["metadata"]
+        self.client.wait_for(
+            "batch/v1",
+            "Job",
+            meta["name"],
+            meta["namespace"],
+            lambda j: ((j or {}).get("status") or {}).get("active", 0) == active,
+            description=f"Job status active={active}",
+        )
+
+    def complete_job(
+        self, job: Obj, exit_code: int = 0, message: str = "", **failure: Any
+    ) -> list[Obj]:
+        """Run the Job to its end with ``exit_code`` and the termination ``message``.
+
+        With a real Job controller the outcome is its own: a failure is BackoffLimitExceeded
+        when the Job's ``backoffLimit`` is spent (use 0), and DeadlineExceeded when
+        ``activeDeadlineSeconds`` passes first (a short deadline and a high backoffLimit).
+        """
+        if self.plays_job_controller:
+            return complete_job(self.client, job, exit_code, message, **failure)
+        pods = self.job_pods(job)
+        finished = [set_pod_terminated(self.client, pod, exit_code, message) for pod in pods]
+        wait_for_job_condition(self.client, job, "Complete" if exit_code == 0 else "Failed")
+        return finished
 
 
 # -- the Deployment controller -----------------------------------------------------------
