@@ -346,7 +346,11 @@ def test_a_missed_scheduled_time_starts_a_run(
     status = wait_for_status(
         kube, namespace, lambda s: "nextScheduleTime" in s and s.get("latestRun") is not None
     )
-    assert condition(status, "Ready")["reason"] == "NoRunFinished"
+    # No run has finished yet; where a real scheduler runs, the run's pod is also pending on
+    # its volume claim (which no test creates), and the operator says that instead.
+    ready = condition(status, "Ready")
+    assert ready["status"] == "False"
+    assert ready["reason"] in {"NoRunFinished", "Unschedulable"}
 
     hour_before = this_hour()
     move_schedule_back(kube, namespace, hours=3)

@@ -61,6 +61,10 @@ def _min_json_size(schema: Schema | None) -> int:
     )
 
 
+# The JSON sizes apiserver assumes for strings of these formats, whatever their maxLength.
+_FORMAT_SIZES = {"duration": 32, "date": 12, "date-time": 32}
+
+
 def max_size(schema: Schema | None) -> float:
     """The largest length/count the schema lets a value have (0 when unknown)."""
     if not schema:
@@ -76,13 +80,14 @@ def max_size(schema: Schema | None) -> float:
         value = schema["additionalProperties"]
         return float((MAX_REQUEST_BYTES - 2) // (_min_json_size(value) + 4))
     if kind == "string":
+        # As apiserver's cel/common/schemas.go sizes strings: in bytes, so a maxLength in
+        # code points counts four bytes each; an enum does not bound it.
+        fmt = schema.get("format")
+        if fmt in _FORMAT_SIZES:
+            return float(_FORMAT_SIZES[fmt])
         if isinstance(schema.get("maxLength"), int):
-            return float(schema["maxLength"])
-        enum = schema.get("enum")
-        if isinstance(enum, list) and enum:
-            return float(max(len(str(v)) for v in enum))
-        if schema.get("format") in ("date-time", "datetime", "date", "duration", "uuid"):
-            return 64.0
+            per_character = 1 if fmt == "byte" else 4
+            return float(max(schema["maxLength"], 0) * per_character)
         return float(MAX_REQUEST_BYTES - 2)
     return 0
 
@@ -185,17 +190,17 @@ class _Estimator:
         cost = left.cost + right.cost
         if operator == "relation_in":
             return Estimate(cost + max(right.size, 1))
-        if operator in (
-            "relation_eq",
-            "relation_ne",
-            "relation_lt",
-            "relation_le",
-            "relation_gt",
-            "relation_ge",
+        ordering = operator in ("relation_lt", "relation_le", "relation_gt", "relation_ge")
+        if operator in ("relation_eq", "relation_ne") or (
+            ordering and (_is_string(left) or _is_string(right))
         ):
-            # Comparing strings walks the shorter one; scalars cost one unit.
+            # (In)equality, and ordering of strings, walk the shorter side (cel-go): strings
+            # by their byte size; values the schema gives no size (numbers, booleans,
+            # objects) cost nothing more.
             smaller = min(left.size, right.size)
-            return Estimate(cost + max(_ceil(smaller * STRING_TRAVERSAL), 1))
+            return Estimate(cost + _ceil(smaller * STRING_TRAVERSAL))
+        if ordering:
+            return Estimate(cost + 1)  # numbers, timestamps, durations: O(1)
         if operator == "addition_add" and (_is_string(left) or _is_string(right)):
             size = left.size + right.size
             return Estimate(cost + _ceil(size * STRING_TRAVERSAL), left.schema, size)

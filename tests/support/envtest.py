@@ -184,14 +184,26 @@ def fake_node(name: str) -> dict[str, object]:
 
 
 def register_fake_nodes(kubeconfig: Path, names: tuple[str, ...]) -> None:
-    from tests.support.kube import KubeClient
+    from tests.support.kube import ApiError, KubeClient
 
     client = KubeClient(kubeconfig)
     try:
         for name in names:
+            # A node is created with its status, as a kubelet registers it; the node
+            # lifecycle controller may write it right after (taints), so a status write
+            # that follows must retry on conflict.
             node = fake_node(name)
-            created = client.create({**node, "status": {}})
-            client.replace({**created, "status": node["status"]}, subresource="status")
+            created = client.create(node)
+            for attempt in range(10):
+                if created.get("status", {}).get("conditions"):
+                    break
+                try:
+                    client.replace({**created, "status": node["status"]}, subresource="status")
+                    break
+                except ApiError as error:
+                    if error.status != 409 or attempt == 9:
+                        raise
+                    created = client.get("v1", "Node", name)
     finally:
         client.close()
 
