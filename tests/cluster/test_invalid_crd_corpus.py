@@ -3,7 +3,7 @@
 Each file of ``tests/corpus/invalid-crds/`` holds a small CustomResourceDefinition that a
 real kube-apiserver v1.28 refuses (a root ``metadata`` schema with more than its type, a
 default that fails its own schema or CEL rule, a rule over the CEL cost budget) and the
-answer it gave, recorded with ``python -m tests.corpus.record_crd_answers``. The same files
+answer it gave, recorded with ``python -m tests.record.crd_corpus``. The same files
 run on every backend, so the emulator cannot accept what a real server refuses.
 """
 

@@ -1,7 +1,7 @@
 """The emulator's CEL cost estimate equals a real kube-apiserver's for every rule Kiln ships.
 
 ``tests/cluster/reference/kiln-cel-costs.json`` holds, for each rule in ``crds/``, the cost
-kube-apiserver v1.28.7 estimated for it (recorded by ``tests/corpus/record_cel_costs.py``).
+kube-apiserver v1.28.7 estimated for it (recorded by ``python -m tests.record.cel_costs``).
 The emulator refuses a CRD over the budget by its own estimate, so an estimate that drifts
 from the real one would accept what a real server refuses, or the reverse.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.corpus.record_cel_costs import alone
 from tests.kubeemu.celcost import rule_cost
+from tests.record.cel_costs import alone
 from tests.support.backends import crd_manifests
 
 RECORDED = Path(__file__).resolve().parents[1] / "cluster" / "reference" / "kiln-cel-costs.json"
@@ -44,7 +44,7 @@ def test_every_shipped_rule_has_a_recorded_real_cost() -> None:
 
 
 def _sites(schema: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    from tests.corpus.record_cel_costs import rule_sites
+    from tests.record.cel_costs import rule_sites
 
     return list(rule_sites(schema))
 

@@ -1,6 +1,6 @@
 """Record a real kube-apiserver's CEL cost estimate of every rule in Kiln's CRDs.
 
-    KUBEBUILDER_ASSETS=/tmp/k8s/bin python -m tests.corpus.record_cel_costs
+    KUBEBUILDER_ASSETS=/tmp/k8s/bin python -m tests.record.cel_costs
 
 A server reports a rule's estimated cost only when it is over the budget, so each rule is
 sent alone, on a copy of its schema node placed in a map of ``maxProperties: M``: the rule
@@ -15,17 +15,14 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tests.kubeemu.celcost import rule_cost
+from tests.record import real_server
 from tests.support.backends import crd_manifests
-from tests.support.envtest import EnvtestAssets, EnvtestControlPlane
 from tests.support.kube import ApiError, KubeClient
 
 OUTPUT = Path(__file__).resolve().parents[1] / "cluster" / "reference" / "kiln-cel-costs.json"
@@ -138,33 +135,23 @@ def real_cost(client: KubeClient, node: Schema, guess: float) -> int:
 
 
 def main() -> int:
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if not assets:
-        print("set KUBEBUILDER_ASSETS to a folder with etcd and kube-apiserver", file=sys.stderr)
-        return 2
     recorded: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as workdir:
-        plane = EnvtestControlPlane(EnvtestAssets.from_folder(Path(assets)), Path(workdir))
-        client = KubeClient(plane.start())
-        try:
-            for crd in crd_manifests():
-                schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-                for path, node in rule_sites(schema):
-                    for index, rule in enumerate(node["x-kubernetes-validations"]):
-                        single = alone(node, index)
-                        cost = real_cost(client, single, rule_cost(rule["rule"], single))
-                        recorded.append(
-                            {
-                                "crd": crd["metadata"]["name"],
-                                "path": list(path),
-                                "rule": rule["rule"],
-                                "cost": cost,
-                            }
-                        )
-                        print(f"{crd['metadata']['name']} {'.'.join(path)}: {cost}")
-        finally:
-            client.close()
-            plane.stop()
+    with real_server() as client:
+        for crd in crd_manifests():
+            schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+            for path, node in rule_sites(schema):
+                for index, rule in enumerate(node["x-kubernetes-validations"]):
+                    single = alone(node, index)
+                    cost = real_cost(client, single, rule_cost(rule["rule"], single))
+                    recorded.append(
+                        {
+                            "crd": crd["metadata"]["name"],
+                            "path": list(path),
+                            "rule": rule["rule"],
+                            "cost": cost,
+                        }
+                    )
+                    print(f"{crd['metadata']['name']} {'.'.join(path)}: {cost}")
     OUTPUT.write_text(json.dumps(recorded, indent=1) + "\n")
     return 0
 
