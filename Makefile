@@ -2,18 +2,20 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test test-unit test-cluster test-server lint fmt crds docs generate check-generated bench help
+.PHONY: quickstart test test-unit test-cluster test-server test-e2e lint fmt crds docs generate check-generated bench help
 
 help:
 	@echo "make quickstart    kind cluster, images, CRDs, operator, and a first training run"
 	@echo "make test          lint, then every test on the in-process API emulator (what CI runs)"
 	@echo "make test-cluster  the cluster tier on the backend the environment selects"
+	@echo "make test-e2e      the quick start on the cluster KILN_TEST_KUBECONFIG names (opt-in)"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import contracts"
 	@echo "make crds          regenerate crds/ and docs/api.md from the API models"
 	@echo "make bench         run the model-server benchmark (see bench/README.md)"
 
+# The e2e tier needs a cluster with nodes and the project's images: only `make test-e2e` runs it.
 test: lint
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
 
 test-unit:
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
@@ -25,6 +27,11 @@ test-cluster:
 
 test-server:
 	$(PYTHON) -m pytest tests/server $(PYTEST_ARGS)
+
+# The quick start for real: KILN_TEST_KUBECONFIG=<file> names a cluster whose nodes run pods;
+# KILN_E2E_TRAINING_IMAGE and KILN_E2E_SERVER_IMAGE name its images (see tests/e2e/README.md).
+test-e2e:
+	$(PYTHON) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check .

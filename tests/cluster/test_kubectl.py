@@ -104,6 +104,21 @@ def test_every_example_manifest_is_accepted(kubectl: Kubectl, namespace: str) ->
     assert len([line for line in result.stdout.splitlines() if line.strip()]) == len(documents)
 
 
+def test_every_example_in_every_folder_passes_a_server_side_dry_run(
+    kubectl: Kubectl, kube: KubeClient, namespace: str
+) -> None:
+    """What a user applies from any example folder (the quick start's volume claim, the
+    training example) is admitted by the API server, and a dry run stores nothing."""
+    files = sorted(p for p in EXAMPLES.rglob("*.y*ml") if load_manifests(p))
+    assert len(files) > len(example_files()), "expected examples in subfolders too"
+    for path in files:
+        result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(path))
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        assert lines, path
+        assert all(line.endswith("(server dry run)") for line in lines), result.stdout
+    assert kube.list(KILN_API, "TrainingJob", namespace)["items"] == []
+
+
 def test_get_kiln_lists_all_three_kinds(kubectl: Kubectl, kube: KubeClient, namespace: str) -> None:
     kube.apply_manifest(list(kiln_objects()), namespace)
     names = kubectl("get", "kiln", "-n", namespace, "-o", "name").stdout.split()

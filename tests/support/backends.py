@@ -165,8 +165,21 @@ def install_crds(
     """Create or update each CRD and wait until it is Established; return their names."""
     names = []
     for document in documents:
-        client.apply_manifest([document], namespace="default")
         name = document["metadata"]["name"]
+        existing = client.get_or_none("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+        if existing is not None and existing["metadata"].get("deletionTimestamp"):
+            # A CRD still being deleted (its objects are being removed) cannot be revived;
+            # a real server finishes the deletion first.
+            client.wait_for(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                name,
+                None,
+                lambda crd: crd is None,
+                timeout=timeout,
+                description="the previous CRD of that name to be deleted",
+            )
+        client.apply_manifest([document], namespace="default")
         client.wait_for(
             "apiextensions.k8s.io/v1",
             "CustomResourceDefinition",

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.pki import ControlPlanePki, generate_control_plane_pki
@@ -151,7 +152,7 @@ def controller_manager_args(pki: ControlPlanePki, kubeconfig: Path, secure_port:
     ]
 
 
-def fake_node(name: str) -> dict[str, object]:
+def fake_node(name: str) -> dict[str, Any]:
     """A Ready Node with capacity (GPUs included) and no kubelet behind it."""
     capacity = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "8"}
     return {

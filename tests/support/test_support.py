@@ -23,6 +23,7 @@ from tests.support import kubelet
 from tests.support.backends import (
     EMULATOR,
     ENVTEST,
+    FULL,
     KUBECONFIG,
     crd_manifests,
     describe_backend,
@@ -31,10 +32,13 @@ from tests.support.backends import (
     select_backend,
 )
 from tests.support.envtest import (
+    FAKE_NODE_GPU_PRODUCT,
     ControlPlaneError,
     EnvtestAssets,
     apiserver_args,
+    controller_manager_args,
     etcd_args,
+    fake_node,
     start_etcd,
 )
 from tests.support.kube import Resource, load_manifests
@@ -51,6 +55,9 @@ from tests.support.pki import generate_control_plane_pki
         ({}, EMULATOR),
         ({"KUBEBUILDER_ASSETS": ""}, EMULATOR),
         ({"KUBEBUILDER_ASSETS": "/opt/assets"}, ENVTEST),
+        ({"KUBEBUILDER_ASSETS": "/opt/assets", "KILN_TEST_CONTROL_PLANE": "full"}, FULL),
+        ({"KUBEBUILDER_ASSETS": "/opt/assets", "KILN_TEST_CONTROL_PLANE": "no"}, ENVTEST),
+        ({"KILN_TEST_CONTROL_PLANE": "full"}, EMULATOR),
         ({"KILN_TEST_KUBECONFIG": "/tmp/kind.yaml"}, KUBECONFIG),
         (
             {"KILN_TEST_KUBECONFIG": "/tmp/kind.yaml", "KUBEBUILDER_ASSETS": "/opt/assets"},
@@ -209,8 +216,40 @@ def test_crd_manifests_reads_every_crd_document(tmp_path: Path) -> None:
     assert len(load_manifests(tmp_path / "a.yaml")) == 2
 
 
+def test_a_full_control_plane_needs_the_controller_manager_and_scheduler(tmp_path: Path) -> None:
+    for name in ("etcd", "kube-apiserver"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    assert not EnvtestAssets.from_folder(tmp_path).full
+    with pytest.raises(ControlPlaneError, match="kube-controller-manager is missing"):
+        EnvtestAssets.from_folder(tmp_path, full=True)
+
+
+def test_controller_manager_flags_run_every_controller_and_keep_fake_nodes_ready(
+    tmp_path: Path,
+) -> None:
+    pki = generate_control_plane_pki(tmp_path / "pki")
+    flags = dict(
+        arg.removeprefix("--").split("=", 1)
+        for arg in controller_manager_args(pki, tmp_path / "kubeconfig", 10257)
+    )
+    assert flags["controllers"] == "*"
+    assert flags["bind-address"] == "127.0.0.1"
+    assert flags["service-account-private-key-file"] == str(pki.service_account_private_key)
+    assert flags["node-monitor-grace-period"] == "87600h"
+
+
+def test_fake_nodes_are_ready_with_gpus_and_the_product_label() -> None:
+    node = fake_node("n1")
+    ready = node["status"]["conditions"][0]
+    assert (ready["type"], ready["status"]) == ("Ready", "True")
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == FAKE_NODE_GPU_PRODUCT
+
+
 def test_a_crd_is_established_only_with_the_true_condition() -> None:
     assert not is_established(None)
+    assert not is_established({"status": {"conditions": None}})
     assert not is_established(
         {"status": {"conditions": [{"type": "Established", "status": "False"}]}}
     )
