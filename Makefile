@@ -23,7 +23,7 @@ test-unit:
 # The backend comes from the environment: KILN_TEST_KUBECONFIG=<file> (an existing cluster),
 # KUBEBUILDER_ASSETS=<dir with etcd and kube-apiserver> (envtest), else the in-process emulator.
 test-cluster:
-	$(PYTHON) -m pytest -m cluster $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m cluster --ignore=tests/e2e $(PYTEST_ARGS)
 
 test-server:
 	$(PYTHON) -m pytest tests/server $(PYTEST_ARGS)
