@@ -97,12 +97,5 @@ def namespace(make_namespace: Callable[[], str]) -> str:
 def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
     """``kiln-operator --namespace <namespace>`` running against the cluster's kubeconfig."""
     process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "kiln-operator.log")
-    process.start()
-    try:
+    with process.running():
         yield process
-    finally:
-        process.stop()
-        # Captured output: pytest shows it only when the test failed.
-        print(f"--- kiln-operator log ({process.log_path}), last lines:")
-        print("\n".join(process.logs().splitlines()[-80:]))
-    process.assert_no_unhandled_exceptions()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -55,19 +55,22 @@ def test_a_thousand_objects_reach_fifty_concurrent_watches(
     errors: list[BaseException] = []
     ready = threading.Barrier(WATCHES + 1)
 
+    def open_watch(resource_version: str, timeout: float) -> Iterator[Obj]:
+        return kube.watch(
+            api_version,
+            kind_name,
+            namespace,
+            resource_version=resource_version,
+            label_selector="load=yes",
+            timeout=timeout,
+        )
+
     def watch(index: int) -> None:
         deadline = time.monotonic() + 120
         resume_from = start
         try:
             # The watch request is sent (and accepted) before the barrier releases the writers.
-            events = kube.watch(
-                api_version,
-                kind_name,
-                namespace,
-                resource_version=resume_from,
-                label_selector="load=yes",
-                timeout=120,
-            )
+            events = open_watch(resume_from, 120)
             ready.wait()
             while True:
                 for event in events:
@@ -81,14 +84,7 @@ def test_a_thousand_objects_reach_fifty_concurrent_watches(
                 remaining = deadline - time.monotonic()
                 if remaining <= 1:
                     return
-                events = kube.watch(
-                    api_version,
-                    kind_name,
-                    namespace,
-                    resource_version=resume_from,
-                    label_selector="load=yes",
-                    timeout=remaining,
-                )
+                events = open_watch(resume_from, remaining)
         except BaseException as error:  # collected and reported by the main thread
             errors.append(error)
             ready.abort()

@@ -55,12 +55,8 @@ def training_operator(
         tmp_path / "kiln-operator.log",
         extra_args=["--accelerator-map", str(accelerator_map)],
     )
-    process.start()
-    try:
+    with process.running():
         yield process
-    finally:
-        process.stop()
-    process.assert_no_unhandled_exceptions()
 
 
 def training_job(name: str = "iris", annotations: dict[str, str] | None = None, **spec: Any) -> Obj:

@@ -349,11 +349,5 @@ def e2e_operator(
     process = OperatorProcess(
         cluster.kubeconfig, e2e_namespace, log_path, extra_args=["--metrics-port", "0"]
     )
-    process.start()
-    try:
+    with process.running():
         yield process
-    finally:
-        process.stop()
-        print(f"--- kiln-operator log ({process.log_path}), last lines:")
-        print("\n".join(process.logs().splitlines()[-80:]))
-    process.assert_no_unhandled_exceptions()

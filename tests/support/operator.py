@@ -9,6 +9,7 @@ operator that crashes inside a handler only looks healthy until the next retry.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,6 +82,19 @@ class OperatorProcess:
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[OperatorProcess]:
+        """Started for the block; afterwards stopped, its log's tail printed (pytest shows
+        captured output only for a failed test), and checked for unhandled exceptions."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            print(f"--- kiln-operator log ({self.log_path}), last lines:")
+            print("\n".join(self.logs().splitlines()[-80:]))
+        self.assert_no_unhandled_exceptions()
 
     def start(self) -> None:
         if self.is_running():
