@@ -1,4 +1,4 @@
-"""The three Kubernetes API backends of the cluster tier, chosen by environment.
+"""The four Kubernetes API backends of the cluster tier, chosen by environment.
 
 - ``KILN_TEST_KUBECONFIG=<path>``: an existing cluster (kind, a dev cluster), used as is;
   with ``KILN_TEST_FAKE_NODES=1`` its nodes have no kubelet (``../shared/realk8s`` without
