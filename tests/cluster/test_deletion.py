@@ -10,6 +10,8 @@ not run: those tests are skipped there and only there.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.cluster.conftest import WIDGET, WIDGET_API, config_map, widget
@@ -21,6 +23,20 @@ pytestmark = pytest.mark.usefixtures("widget_crd")
 FINALIZER = "kiln.dev/test-hold"
 
 
+@pytest.fixture
+def release_held(kube: KubeClient, namespace: str) -> Iterator[None]:
+    """Afterwards, drop the test's finalizers from ``held``: on a cluster that outlives the
+    session, a widget left held would keep its namespace and the Widget CRD from ever
+    finishing their deletion."""
+    yield
+    try:
+        kube.patch(WIDGET_API, WIDGET, "held", namespace, {"metadata": {"finalizers": None}})
+    except ApiError as error:
+        if error.status != 404:
+            raise
+
+
+@pytest.mark.usefixtures("release_held")
 def test_delete_of_an_object_with_a_finalizer_only_marks_it(
     kube: KubeClient, namespace: str
 ) -> None:
@@ -35,6 +51,7 @@ def test_delete_of_an_object_with_a_finalizer_only_marks_it(
     assert current["metadata"]["deletionGracePeriodSeconds"] == 0
 
 
+@pytest.mark.usefixtures("release_held")
 def test_removing_the_last_finalizer_completes_the_deletion(
     kube: KubeClient, namespace: str
 ) -> None:
@@ -81,6 +98,7 @@ def test_watchers_see_the_marking_then_the_deletion(kube: KubeClient, namespace:
     assert seen[0]["object"]["metadata"]["deletionTimestamp"]
 
 
+@pytest.mark.usefixtures("release_held")
 def test_no_new_finalizer_can_be_added_while_deleting(kube: KubeClient, namespace: str) -> None:
     manifest = widget("held")
     manifest["metadata"]["finalizers"] = [FINALIZER]
