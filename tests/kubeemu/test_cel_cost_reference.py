@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.kubeemu.celcost import rule_cost
-from tests.record.cel_costs import alone
+from tests.record.cel_costs import alone, rule_sites
 from tests.support.backends import crd_manifests
 
 RECORDED = Path(__file__).resolve().parents[1] / "cluster" / "reference" / "kiln-cel-costs.json"
@@ -37,16 +37,10 @@ def test_every_shipped_rule_has_a_recorded_real_cost() -> None:
     shipped = {
         (name, rule["rule"])
         for name, schema in SCHEMAS.items()
-        for _, node in _sites(schema)
+        for _, node in rule_sites(schema)
         for rule in node["x-kubernetes-validations"]
     }
     assert shipped == {(e["crd"], e["rule"]) for e in ENTRIES}, "re-record the costs"
-
-
-def _sites(schema: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    from tests.record.cel_costs import rule_sites
-
-    return list(rule_sites(schema))
 
 
 @pytest.mark.parametrize(
