@@ -330,18 +330,29 @@ class KubeClient:
                 doc["metadata"].setdefault("namespace", namespace)
             else:
                 doc["metadata"].pop("namespace", None)
-            meta = doc["metadata"]
+            applied.append(self._create_or_replace(doc))
+        return applied
+
+    def _create_or_replace(self, doc: Obj, attempts: int = 10) -> Obj:
+        """Create ``doc``, or replace the object at its current resourceVersion; a write in
+        between (an operator's status update) is a conflict, retried on a fresh read."""
+        meta = doc["metadata"]
+        for attempt in range(attempts):
             current = self.get_or_none(
                 doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace")
             )
             if current is None:
-                applied.append(self.create(doc))
-                continue
-            meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+                return self.create(doc)
+            wanted = {**doc, "metadata": {**meta}}
+            wanted["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             if "status" in current and "status" not in doc:
-                doc["status"] = current["status"]
-            applied.append(self.replace(doc))
-        return applied
+                wanted["status"] = current["status"]
+            try:
+                return self.replace(wanted)
+            except ApiError as error:
+                if error.status != 409 or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- waiting and watching ----------------------------------------------------------
 
