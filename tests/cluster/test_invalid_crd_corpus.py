@@ -10,25 +10,15 @@ run on every backend, so the emulator cannot accept what a real server refuses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from tests.cluster.test_invalid_corpus import cause_set, load_case
 from tests.support.kube import ApiError, KubeClient, Obj
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "invalid-crds"
 CASES = sorted(CORPUS.glob("*.yaml")) if CORPUS.is_dir() else []
 CRD_API = "apiextensions.k8s.io/v1"
-
-
-def load_case(path: Path) -> dict[str, Any]:
-    case: dict[str, Any] = yaml.safe_load(path.read_text())
-    return case
-
-
-def cause_set(causes: list[Obj]) -> set[tuple[str, str, str]]:
-    return {(c.get("field", ""), c.get("reason", ""), c.get("message", "")) for c in causes}
 
 
 def test_the_crd_corpus_is_there() -> None:

@@ -2,13 +2,15 @@
 
 kube-apiserver estimates, for every `x-kubernetes-validations` rule, the worst-case cost of
 evaluating it given the largest values the schema allows (`maxItems`, `maxProperties`,
-`maxLength`, or else what fits in a 3 MiB request), and refuses a rule whose estimate
-exceeds 10,000,000 ("estimated rule cost exceeds budget by factor of 1.101005x ..."). This module
-follows cel-go's cost model (comprehensions cost range size x per-iteration cost; string
-functions scale with string length) closely enough to refuse what a real server refuses for
-Kiln-style rules; where it cannot tell, it estimates low, so it never refuses a rule a real
-server would accept. The same walk of a rule against its schema finds the fields a rule
-selects that the schema rules out, which the server's type checker refuses to compile.
+`maxLength` in bytes, or else what fits in a 3 MiB request), times how often the schema lets
+the rule run, and refuses a rule whose estimate exceeds 10,000,000 ("estimated rule cost
+exceeds budget by factor of 1.101005x ..."), and a schema whose rules add up to more than
+100,000,000. This module follows cel-go's cost model (comprehensions cost range size x
+per-iteration cost; string functions and comparisons scale with string size; the size of a
+map() or filter() result is unknown) and equals the real estimate on every rule Kiln ships
+(`tests/cluster/reference/kiln-cel-costs.json`). The same walk of a rule against its schema
+finds the fields a rule selects that the schema rules out, which the server's type checker
+refuses to compile.
 """
 
 from __future__ import annotations

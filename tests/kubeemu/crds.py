@@ -36,7 +36,6 @@ def prepare_crd(crd: dict[str, Any], old: dict[str, Any] | None) -> None:
     if old is not None and is_established(old):
         establish_crd(crd, old)
         return
-    crd.setdefault("metadata", {})
     crd["status"] = {
         "acceptedNames": {"kind": "", "plural": ""},
         "conditions": None,

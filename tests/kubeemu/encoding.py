@@ -127,17 +127,18 @@ def _node(obj: Obj) -> None:
     _canonical_map(obj.get("status"), "allocatable")
 
 
+def _metric_values(metrics: Any, holder: str) -> None:
+    """The quantities of an HPA's metric list: each source's ``target`` or ``current``."""
+    for metric in _dicts(metrics):
+        for source in ("resource", "pods", "object", "external", "containerResource"):
+            values = (metric.get(source) or {}).get(holder)
+            _canonical_field(values, "value")
+            _canonical_field(values, "averageValue")
+
+
 def _autoscaler(obj: Obj) -> None:
-    for metric in _dicts((obj.get("spec") or {}).get("metrics")):
-        for source in ("resource", "pods", "object", "external", "containerResource"):
-            target = (metric.get(source) or {}).get("target")
-            _canonical_field(target, "value")
-            _canonical_field(target, "averageValue")
-    for metric in _dicts((obj.get("status") or {}).get("currentMetrics")):
-        for source in ("resource", "pods", "object", "external", "containerResource"):
-            current = (metric.get(source) or {}).get("current")
-            _canonical_field(current, "value")
-            _canonical_field(current, "averageValue")
+    _metric_values((obj.get("spec") or {}).get("metrics"), "target")
+    _metric_values((obj.get("status") or {}).get("currentMetrics"), "current")
 
 
 def _quota(obj: Obj) -> None:

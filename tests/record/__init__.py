@@ -21,22 +21,20 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.envtest import EnvtestAssets, EnvtestControlPlane
+from tests.support.backends import open_cluster
 from tests.support.kube import KubeClient
 
 
 @contextlib.contextmanager
 def real_server() -> Iterator[KubeClient]:
-    """A client of a fresh etcd + kube-apiserver from ``KUBEBUILDER_ASSETS``."""
+    """A client of a fresh etcd + kube-apiserver from ``KUBEBUILDER_ASSETS`` (the cluster
+    tier's envtest backend)."""
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if not assets:
         print("set KUBEBUILDER_ASSETS to a folder with etcd and kube-apiserver", file=sys.stderr)
         raise SystemExit(2)
-    with tempfile.TemporaryDirectory() as workdir:
-        plane = EnvtestControlPlane(EnvtestAssets.from_folder(Path(assets)), Path(workdir))
-        client = KubeClient(plane.start())
-        try:
-            yield client
-        finally:
-            client.close()
-            plane.stop()
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        open_cluster({"KUBEBUILDER_ASSETS": assets}, Path(workdir)) as cluster,
+    ):
+        yield cluster.client

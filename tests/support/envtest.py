@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.kube import ApiError, KubeClient
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.pki import ControlPlanePki, generate_control_plane_pki
 from tests.support.ports import free_port
@@ -185,8 +186,6 @@ def fake_node(name: str) -> dict[str, Any]:
 
 
 def register_fake_nodes(kubeconfig: Path, names: tuple[str, ...]) -> None:
-    from tests.support.kube import ApiError, KubeClient
-
     client = KubeClient(kubeconfig)
     try:
         for name in names:

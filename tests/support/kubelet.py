@@ -108,11 +108,8 @@ def job_pod(job: Obj, index: int | None = None) -> Obj:
 def create_job_pods(client: KubeClient, job: Obj, count: int | None = None) -> list[Obj]:
     """Create the Job's pods: one per index for Indexed jobs, else ``parallelism`` (or
     ``count``) pods, each owned by the Job."""
-    spec = job.get("spec", {})
     if count is None:
-        parallelism = int(spec.get("parallelism", 1))
-        completions = spec.get("completions")
-        count = min(parallelism, int(completions)) if completions is not None else parallelism
+        count = expected_pod_count(job)
     if is_indexed(job):
         return [client.create(job_pod(job, index)) for index in range(count)]
     return [client.create(job_pod(job)) for _ in range(count)]
