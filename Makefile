@@ -44,7 +44,7 @@ fmt:
 	$(PYTHON) -m ruff check --fix .
 
 crds docs generate:
-	$(PYTHON) -m kiln_operator.crdgen --crds crds --docs docs/api.md
+	$(PYTHON) -m kiln_operator.generate --crds crds --docs docs/api.md
 
 quickstart:
 	bash examples/quickstart/run.sh

@@ -1,34 +1,20 @@
-"""Command line of ``kiln-operator``: parse flags, then hand over to kopf.
+"""Command line of ``kiln-operator``: parse flags, then hand over to the runtime.
 
-Nothing here runs at import time; ``main`` builds the handler registry and starts the
-operator's event loop only when the command is invoked.
+Nothing here runs at import time; ``main`` starts the operator's event loop only when the
+command is invoked.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-log = logging.getLogger("kiln.operator")
+from kiln_operator.options import OperatorOptions
 
-
-@dataclass(frozen=True)
-class OperatorOptions:
-    """What the command line asks of one operator process."""
-
-    namespaces: tuple[str, ...] = ()
-    all_namespaces: bool = False
-    liveness_port: int = 8080
-    metrics_port: int = 9090
-    peering: str | None = None
-    accelerator_map: str | None = None
-    log_format: str = "plain"
-    verbose: bool = False
-    resync_seconds: float = 60.0
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
@@ -47,7 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         action="append",
         dest="namespaces",
         metavar="NS",
-        help="watch this namespace (repeatable; glob patterns as kopf accepts them)",
+        help="watch this namespace (repeatable; exact names)",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     parser.add_argument(
@@ -65,13 +51,6 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics (0 disables it)",
     )
     parser.add_argument(
-        "--peering",
-        metavar="NAME",
-        default=None,
-        help="coordinate with other replicas through this kopf peering object "
-        "(default: run standalone)",
-    )
-    parser.add_argument(
         "--accelerator-map",
         metavar="FILE",
         default=None,
@@ -86,12 +65,27 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         help="re-check every object at least this often, even without events (default 60)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="reconciles of one kind that may run at once, for different objects (default 4)",
+    )
+    parser.add_argument(
         "--log-format", choices=("plain", "full", "json"), default="plain", help="log format"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     args = parser.parse_args(argv)
     if not args.resync_seconds > 0:
         parser.error(f"--resync-seconds must be positive, got {args.resync_seconds}")
+    if not 1 <= args.workers <= 64:
+        parser.error(f"--workers must lie in 1..64, got {args.workers}")
+    for namespace in args.namespaces or ():
+        if not _NAMESPACE.match(namespace):
+            parser.error(
+                f"--namespace {namespace!r} is not a namespace name (lower-case letters, "
+                "digits and '-', at most 63 characters)"
+            )
     for port_name in ("liveness_port", "metrics_port"):
         port = getattr(args, port_name)
         if not 0 <= port <= 65535:
@@ -101,11 +95,11 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         all_namespaces=bool(args.all_namespaces),
         liveness_port=args.liveness_port,
         metrics_port=args.metrics_port,
-        peering=args.peering,
         accelerator_map=args.accelerator_map,
         log_format=args.log_format,
         verbose=args.verbose,
         resync_seconds=args.resync_seconds,
+        workers=args.workers,
     )
 
 
@@ -113,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     # Imported here so that ``--help`` works without the operator extra installed.
     from kiln_operator.accelerators import AcceleratorMapError
-    from kiln_operator.runtime import run_operator
+    from kiln_operator.runtime import ControllerStopped, run_operator
 
     try:
         asyncio.run(run_operator(options))
@@ -122,4 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AcceleratorMapError as error:
         print(f"kiln-operator: {error}", file=sys.stderr)
         return 2
+    except ControllerStopped as error:
+        print(f"kiln-operator: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -14,6 +14,10 @@ from typing import Any, Literal
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
+#: The type of an Event that reports a condition or a transition.
+EventType = Literal["Normal", "Warning"]
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What one check concluded: the condition's type, status, reason and message."""

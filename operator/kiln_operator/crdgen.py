@@ -1,8 +1,8 @@
 """Generate the CRDs and the API reference from the typed models.
 
-``python -m kiln_operator.crdgen --crds crds --docs docs/api.md`` (``make crds``) writes
-``crds/kiln.dev_<plural>.yaml`` and ``docs/api.md``. CI regenerates both and fails when the
-committed files differ, so the models stay the single source of truth.
+:mod:`kiln_operator.generate` (``make crds``) writes ``crds/kiln.dev_<plural>.yaml`` with
+this module and ``docs/api.md`` with :mod:`kiln_operator.apidocs`. CI regenerates both and
+fails when the committed files differ, so the models stay the single source of truth.
 
 The models are walked directly rather than through pydantic's JSON Schema: a Kubernetes
 structural schema has no ``$ref``, no ``anyOf`` for optionals, and needs extensions
@@ -11,7 +11,6 @@ structural schema has no ``$ref``, no ``anyOf`` for optionals, and needs extensi
 
 from __future__ import annotations
 
-import argparse
 import types
 import typing
 from collections.abc import Sequence
@@ -281,22 +280,3 @@ def write_crds(folder: Path) -> list[Path]:
         path.write_text(render_crd(info), encoding="utf-8")
         written.append(path)
     return written
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from kiln_operator.apidocs import render_reference
-
-    parser = argparse.ArgumentParser(prog="python -m kiln_operator.crdgen", description=__doc__)
-    parser.add_argument("--crds", type=Path, default=Path("crds"), help="output folder")
-    parser.add_argument("--docs", type=Path, default=Path("docs/api.md"), help="reference file")
-    args = parser.parse_args(argv)
-    for path in write_crds(args.crds):
-        print(f"wrote {path}")
-    args.docs.parent.mkdir(parents=True, exist_ok=True)
-    args.docs.write_text(render_reference(), encoding="utf-8")
-    print(f"wrote {args.docs}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

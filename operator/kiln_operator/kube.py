@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlencode
@@ -68,6 +68,9 @@ SERVICES: Final = Resource("", "v1", "services", "Service")
 EVENTS: Final = Resource("", "v1", "events", "Event")
 TRAINING_JOBS: Final = Resource("kiln.dev", "v1alpha1", "trainingjobs", "TrainingJob")
 MODEL_VERSIONS: Final = Resource("kiln.dev", "v1alpha1", "modelversions", "ModelVersion")
+INFERENCE_SERVICES: Final = Resource(
+    "kiln.dev", "v1alpha1", "inferenceservices", "InferenceService"
+)
 
 
 class ApiError(Exception):
@@ -107,6 +110,26 @@ class Unavailable(ApiError):
     """No usable answer: a timeout, a refused connection, a 5xx or 429."""
 
 
+class Expired(ApiError):
+    """410 Gone/Expired: a watch's resourceVersion is too old; list again."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list answer: its items and the resourceVersion to watch from."""
+
+    items: list[Obj]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One line of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK, and its object."""
+
+    type: str
+    object: Obj
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether retrying the same request later may succeed. The one place this is decided.
 
@@ -132,6 +155,8 @@ def _error_for(verb: str, path: str, status: int, body: Mapping[str, Any]) -> Ap
         return Invalid(verb, path, status, body)
     if status == 403:
         return Forbidden(verb, path, status, body)
+    if status == 410:
+        return Expired(verb, path, status, body)
     if status in _TRANSIENT_CODES:
         return Unavailable(verb, path, status, body)
     return ApiError(verb, path, status, body)
@@ -184,10 +209,17 @@ class Kube:
     """Async access to one API server; create with :meth:`connect`, end with :meth:`close`."""
 
     def __init__(
-        self, credentials: Credentials, session: aiohttp.ClientSession, timeout: float
+        self,
+        credentials: Credentials,
+        session: aiohttp.ClientSession,
+        timeout: float,
+        watch_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._credentials = credentials
         self._session = session
+        # Watches hold their connection for minutes: they get a pool of their own, so
+        # that however many are open, requests never wait for a free connection.
+        self._watch_session = watch_session or session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     @classmethod
@@ -196,10 +228,18 @@ class Kube:
     ) -> Kube:
         creds = credentials or load_credentials()
         connector = aiohttp.TCPConnector(ssl=creds.ssl_context, limit=32)
-        return cls(creds, aiohttp.ClientSession(connector=connector), request_seconds)
+        watch_connector = aiohttp.TCPConnector(ssl=creds.ssl_context, limit=0)
+        return cls(
+            creds,
+            aiohttp.ClientSession(connector=connector),
+            request_seconds,
+            aiohttp.ClientSession(connector=watch_connector),
+        )
 
     async def close(self) -> None:
         await self._session.close()
+        if self._watch_session is not self._session:
+            await self._watch_session.close()
 
     # -- verbs ---------------------------------------------------------------------------
 
@@ -215,14 +255,72 @@ class Kube:
     async def list(
         self, resource: Resource, namespace: str | None, label_selector: str | None = None
     ) -> list[Obj]:
+        return (await self.listing(resource, namespace, label_selector)).items
+
+    async def listing(
+        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+    ) -> Listing:
+        """List (in ``namespace``, or every namespace when None) with the list's version."""
         query = {"labelSelector": label_selector} if label_selector else None
-        answer = await self._call("list", resource, resource.collection_path(namespace), query)
+        path = _collection_or_all(resource, namespace)
+        answer = await self._call("list", resource, path, query)
         items: list[Obj] = answer.get("items") or []
         # List items carry no apiVersion/kind; builders and decisions expect them.
         for item in items:
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.kind)
-        return items
+        version = str((answer.get("metadata") or {}).get("resourceVersion") or "")
+        return Listing(items, version)
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[WatchEvent]:
+        """Stream changes after ``resource_version``, filtered by ``label_selector`` at the
+        API server, until the server ends the watch (``timeout_seconds``).
+
+        Raises :class:`Expired` when the version is too old (list again), and
+        :class:`Unavailable` when the connection fails.
+        """
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if label_selector:
+            query["labelSelector"] = label_selector
+        path = _collection_or_all(resource, namespace)
+        url = self._credentials.server + path + f"?{urlencode(query)}"
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout.total, sock_read=timeout_seconds + 30
+        )
+        try:
+            async with self._watch_session.get(
+                url, headers=self._headers(), timeout=timeout
+            ) as response:
+                API_REQUESTS.labels("watch", resource.plural, str(response.status)).inc()
+                if response.status != 200:
+                    raise _error_for("watch", path, response.status, _decode(await response.read()))
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    kind, obj = str(event.get("type", "")), event.get("object") or {}
+                    if kind == "ERROR":
+                        code = int(obj.get("code") or 500)
+                        raise _error_for("watch", path, code, obj)
+                    obj.setdefault("apiVersion", resource.api_version)
+                    obj.setdefault("kind", resource.kind)
+                    yield WatchEvent(kind, obj)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError, ValueError) as error:
+            API_REQUESTS.labels("watch", resource.plural, "0").inc()
+            message = {"message": f"{type(error).__name__}: {error}"}
+            raise Unavailable("watch", path, 0, message) from error
 
     async def create(self, resource: Resource, obj: Obj, namespace: str | None) -> Obj:
         path = resource.collection_path(namespace)
@@ -278,6 +376,13 @@ class Kube:
 
     # -- transport -----------------------------------------------------------------------
 
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "kiln-operator"}
+        authorization = self._credentials.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        return headers
+
     async def _call(
         self,
         verb: str,
@@ -290,10 +395,7 @@ class Kube:
         content_type: str = "application/json",
     ) -> Obj:
         url = self._credentials.server + path + (f"?{urlencode(query)}" if query else "")
-        headers = {"Accept": "application/json", "User-Agent": "kiln-operator"}
-        authorization = self._credentials.authorization()
-        if authorization:
-            headers["Authorization"] = authorization
+        headers = self._headers()
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -314,6 +416,18 @@ class Kube:
         if not 200 <= status < 300:
             raise _error_for(verb, path, status, decoded)
         return decoded
+
+
+def _collection_or_all(resource: Resource, namespace: str | None) -> str:
+    """A namespaced kind's collection in ``namespace``, or across all namespaces (None)."""
+    if resource.namespaced and namespace is None:
+        prefix = (
+            f"/apis/{resource.group}/{resource.version}"
+            if resource.group
+            else f"/api/{resource.version}"
+        )
+        return f"{prefix}/{resource.plural}"
+    return resource.collection_path(namespace)
 
 
 def _decode(raw: bytes) -> Obj:

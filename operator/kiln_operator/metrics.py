@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 #: Verbs that change something on the API server.
 WRITE_VERBS: Final = frozenset({"create", "apply", "patch", "delete"})
@@ -29,5 +29,18 @@ RECONCILES: Final = Counter(
 RECONCILE_SECONDS: Final = Histogram(
     "kiln_operator_reconcile_duration_seconds",
     "Wall-clock time of one reconcile, by kind.",
+    ["kind"],
+)
+
+WATCH_EVENTS: Final = Counter(
+    "kiln_operator_watch_events_total",
+    "Objects a controller's watches delivered (listed or changed), by controller kind and "
+    "watched resource.",
+    ["kind", "resource"],
+)
+
+QUEUE_DEPTH: Final = Gauge(
+    "kiln_operator_workqueue_depth",
+    "Keys waiting in a controller's work queue, by kind.",
     ["kind"],
 )

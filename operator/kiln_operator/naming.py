@@ -37,6 +37,10 @@ SPEC_HASH_ANNOTATION: Final = "kiln.dev/spec-hash"
 SCHEDULED_TIME_ANNOTATION: Final = "kiln.dev/scheduled-time"
 REQUEST_VALUE_ANNOTATION: Final = "kiln.dev/run-request"
 TRIGGER_MESSAGE_ANNOTATION: Final = "kiln.dev/trigger-message"
+#: On a run's Job: the id of the API run request it answers (see decisions.requests).
+REQUEST_ID_ANNOTATION: Final = "kiln.dev/request-id"
+#: On a run's Job: the TrainingJob's metadata.generation the run was started for.
+GENERATION_ANNOTATION: Final = "kiln.dev/generation"
 #: On a run's Job: what the run was started with (image, dataset, hyperparameters, output).
 LINEAGE_ANNOTATION: Final = "kiln.dev/lineage"
 

@@ -26,6 +26,10 @@ class RunStart:
     message: str
     scheduled_time: str | None = None
     request_value: str | None = None
+    request_id: str | None = None
+    """The id of the API run request this run answers."""
+    generation: int | None = None
+    """The TrainingJob's ``metadata.generation`` the run was started for."""
 
 
 @dataclass(frozen=True)

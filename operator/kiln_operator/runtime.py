@@ -1,89 +1,131 @@
-"""Start kopf with Kiln's handlers: the process-level wiring behind ``kiln-operator``.
+"""The operator process behind ``kiln-operator``: connect, start the controllers, serve
+probes and metrics, stop cleanly.
 
-Handlers are registered on a fresh :class:`kopf.OperatorRegistry` inside
-:func:`build_registry`, never on kopf's module-level default registry, so importing this
-module registers nothing and two operators in one test process cannot see each other.
+kopf hosts the process (signal handling, the liveness endpoint, logging) and registers no
+resource handlers: Kiln's own controllers (:mod:`kiln_operator.controller`) watch with
+server-side label selectors and reconcile through their work queues. They run as tasks
+started by kopf's startup handler and cancelled by its cleanup handler. Everything is built
+on a fresh :class:`kopf.OperatorRegistry` inside :func:`build_registry`, never on kopf's
+module-level default, so importing this module registers nothing and two operators in one
+test process cannot see each other.
+
+Several replicas may run at once: every write is idempotent or guarded by a
+resourceVersion, so they never duplicate a run or a version (they only share the work).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import prometheus_client
 
-from kiln_operator import API_GROUP, API_VERSION, kube
+from kiln_operator import kube
 from kiln_operator.accelerators import load_accelerator_map
-from kiln_operator.cli import OperatorOptions
+from kiln_operator.controller.context import OperatorContext, Settings
+from kiln_operator.handlers import observed
 from kiln_operator.handlers import trainingjob as trainingjob_handlers
-from kiln_operator.reconcilers.trainingjob import TrainingJobContext, crash_point_from_environment
+from kiln_operator.options import OperatorOptions
 
 log = logging.getLogger("kiln.operator")
 
-#: Kinds whose reconcilers are still to come: their events are only logged for now.
-LOGGED_KINDS = ("modelversions", "inferenceservices")
+
+@dataclass
+class Shutdown:
+    """How the process stops: setting ``flag`` stops kopf; ``failed`` says a controller
+    stopped by itself."""
+
+    flag: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: bool = False
+
+    def fail(self) -> None:
+        self.failed = True
+        self.flag.set()
 
 
-def build_registry(options: OperatorOptions | None = None) -> kopf.OperatorRegistry:
-    """Register Kiln's handlers on a registry of their own.
+def build_registry(
+    options: OperatorOptions | None = None, shutdown: Shutdown | None = None
+) -> kopf.OperatorRegistry:
+    """A registry whose startup handler starts Kiln's controllers.
 
     The accelerator map is read here, so a broken file stops the operator before it
-    touches anything; the API client is connected when kopf starts its event loop.
+    touches anything; the API client is connected when kopf starts its event loop. A
+    controller that stops by itself (a bug: they retry every API failure) calls
+    ``on_failure``, which stops the process, so that its pod restarts instead of looking
+    healthy while nothing reconciles.
     """
     options = options or OperatorOptions()
+    shutdown = shutdown or Shutdown()
     registry = kopf.OperatorRegistry()
+    accelerators = load_accelerator_map(options.accelerator_map)
+    settings = Settings(resync_seconds=options.resync_seconds, workers=options.workers)
+    namespaces = None if options.all_namespaces else list(options.namespaces)
+    running: list[asyncio.Task[None]] = []
+    clients: list[kube.Kube] = []
+
     kopf.on.login(registry=registry)(kopf.login_via_client)
-    training = TrainingJobContext(
-        accelerators=load_accelerator_map(options.accelerator_map),
-        resync_seconds=options.resync_seconds,
-        crash_point=crash_point_from_environment(),
-    )
 
     @kopf.on.startup(registry=registry)
-    async def connect(**_: Any) -> None:
-        training.client = await kube.Kube.connect()
+    async def start_controllers(**_: Any) -> None:
+        client = await kube.Kube.connect()
+        clients.append(client)
+        ctx = OperatorContext.of(client, accelerators, settings)
+        for controller in [trainingjob_handlers.controller(ctx), *observed.controllers()]:
+            task = asyncio.create_task(
+                controller.run(client, namespaces), name=f"{controller.kind} controller"
+            )
+            task.add_done_callback(functools.partial(_report_stop, shutdown))
+            running.append(task)
 
     @kopf.on.cleanup(registry=registry)
-    async def disconnect(**_: Any) -> None:
-        if training.queue is not None:
-            training.queue.close()
-        if training.client is not None:
-            await training.client.close()
+    async def stop_controllers(**_: Any) -> None:
+        for task in running:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*running, return_exceptions=True)
+        for client in clients:
+            await client.close()
+        shutdown.flag.set()  # kopf waits for every task, its own waiter on this flag too
 
-    trainingjob_handlers.register(registry, training)
-    for plural in LOGGED_KINDS:
-        kopf.on.event(API_GROUP, API_VERSION, plural, registry=registry)(_log_event)
     return registry
 
 
-def _log_event(type: str | None, name: str, namespace: str | None, resource: Any, **_: Any) -> None:
-    log.info("observed %s %s %s/%s", type or "existing", resource.plural, namespace, name)
+def _report_stop(shutdown: Shutdown, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    log.error("%s stopped: %r; stopping the operator", task.get_name(), task.exception())
+    shutdown.fail()
 
 
-def _settings(options: OperatorOptions) -> kopf.OperatorSettings:
+def _settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    # The CRD schemas prune unknown status fields, so kopf's bookkeeping lives in
-    # annotations under Kiln's own prefix (Argo CD ignores annotations absent from git).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kiln.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kiln.dev", key="last-handled-configuration"
-    )
     settings.posting.level = logging.WARNING
-    settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
     return settings
 
 
+class ControllerStopped(Exception):
+    """A controller ended by itself; the operator stopped."""
+
+
 async def run_operator(options: OperatorOptions) -> None:
-    """Run the operator until it is told to stop (SIGTERM/SIGINT)."""
+    """Run the operator until it is told to stop (SIGTERM/SIGINT).
+
+    Raises :class:`ControllerStopped` when it stopped because a controller did.
+    """
     log_format = {
         "plain": kopf.LogFormat.PLAIN,
         "full": kopf.LogFormat.FULL,
         "json": kopf.LogFormat.JSON,
     }[options.log_format]
     kopf.configure(verbose=options.verbose, log_format=log_format)
-    registry = build_registry(options)  # first: a broken configuration stops us here
+    shutdown = Shutdown()
+    registry = build_registry(options, shutdown)  # first: a broken configuration stops us here
     if options.metrics_port:
         prometheus_client.start_http_server(options.metrics_port)
     liveness = f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port else None
@@ -93,10 +135,12 @@ async def run_operator(options: OperatorOptions) -> None:
     )
     await kopf.operator(
         registry=registry,
-        settings=_settings(options),
+        settings=_settings(),
         clusterwide=options.all_namespaces,
         namespaces=options.namespaces,
-        standalone=options.peering is None,
-        peering_name=options.peering,
+        standalone=True,
         liveness_endpoint=liveness,
+        stop_flag=shutdown.flag,
     )
+    if shutdown.failed:
+        raise ControllerStopped("a controller stopped; see the log above")

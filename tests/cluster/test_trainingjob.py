@@ -9,7 +9,6 @@ reasons and events; malformed results; and unknown accelerator types.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import time
@@ -19,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from kiln_operator.kube import Kube, load_credentials
-from kiln_operator.reconcilers.trainingjob import TrainingJobContext, start_run
+from kiln_operator.decisions.requests import request_annotation
+from tests.support import crashing_operator
 from tests.support.backends import REPO_ROOT as REPO
 from tests.support.backends import Cluster
 from tests.support.kube import KubeClient, Obj
@@ -680,8 +679,13 @@ def test_an_unknown_accelerator_type_is_a_condition_not_a_crash(
 def operator_process(
     cluster: Cluster, namespace: str, log: Path, crash_after: str | None = None, *args: str
 ) -> OperatorProcess:
-    env = {"KILN_OPERATOR_CRASH_AFTER": crash_after} if crash_after else {}
-    process = OperatorProcess(cluster.kubeconfig, namespace, log, extra_args=args, env=env)
+    """The operator; with ``crash_after`` (a plural), one that SIGKILLs itself right after
+    creating its first object of that kind."""
+    command = [*crashing_operator.COMMAND, crash_after] if crash_after else None
+    env = {"PYTHONPATH": str(REPO)}  # the wrapper lives in the repository's tests package
+    process = OperatorProcess(
+        cluster.kubeconfig, namespace, log, extra_args=args, env=env, command=command
+    )
     process.start()
     return process
 
@@ -700,7 +704,7 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
 ) -> None:
     log = tmp_path / "kiln-operator.log"
     # 1. The operator dies right after creating the run's Job, before status mentions it.
-    crashing = operator_process(cluster, namespace, log, "job-created")
+    crashing = operator_process(cluster, namespace, log, "jobs")
     kube.apply_manifest([training_job()], namespace)
     wait_for_exit(crashing)
     (job,) = jobs_of(kube, namespace)
@@ -708,7 +712,7 @@ def test_a_crash_between_a_write_and_status_neither_duplicates_nor_skips(
 
     # 2. Restarted, it adopts that Job instead of starting another; then it dies right after
     #    creating the run's ModelVersion, again before status records it.
-    crashing = operator_process(cluster, namespace, log, "modelversion-created")
+    crashing = operator_process(cluster, namespace, log, "modelversions")
     wait_for_status(kube, namespace, lambda s: s.get("latestRun") == job["metadata"]["name"])
     workloads.complete_job(job, message=result())
     wait_for_exit(crashing)
@@ -868,37 +872,76 @@ def test_model_versions_outlive_their_training_job(
 # -- entry points and examples --------------------------------------------------------------
 
 
-def test_start_run_starts_a_drift_run_that_the_operator_then_follows(
+def annotate(kube: KubeClient, namespace: str, annotations: dict[str, str | None]) -> None:
+    kube.patch(KILN, "TrainingJob", "iris", namespace, {"metadata": {"annotations": annotations}})
+
+
+def test_a_run_request_through_the_api_starts_one_run_however_often_it_is_written(
     cluster: Cluster,
     kube: KubeClient,
     namespace: str,
     training_operator: OperatorProcess,
     workloads: Workloads,
 ) -> None:
-    """The internal entry point an InferenceService calls when it detects drift."""
+    """What an InferenceService that detected drift does: annotate the TrainingJob with a
+    request id. Two writers of the same id (or one writing it again) make one run."""
     kube.apply_manifest([training_job()], namespace)
     (first,) = wait_for_jobs(kube, namespace, 1)
     workloads.complete_job(first, message=result())
     wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v1")
 
-    async def request_drift_run() -> str | None:
-        client = await Kube.connect(load_credentials(str(cluster.kubeconfig)))
-        try:
-            ctx = TrainingJobContext(client=client)
-            return await start_run(ctx, namespace, "iris", "drift", "PSI 0.31 on petal_width")
-        finally:
-            await client.close()
-
-    started = asyncio.run(request_drift_run())
+    request = request_annotation("drift-42", "drift", "PSI 0.31 on petal_width")
+    annotate(kube, namespace, request)
+    annotate(kube, namespace, request)  # a second replica of the detector, same request
     jobs = wait_for_jobs(kube, namespace, 2)
-    assert started == jobs[1]["metadata"]["name"]
-    assert jobs[1]["metadata"]["annotations"]["kiln.dev/trigger"] == "drift"
-    assert jobs[1]["metadata"]["annotations"]["kiln.dev/trigger-message"] == (
-        "PSI 0.31 on petal_width"
+    annotations = jobs[1]["metadata"]["annotations"]
+    assert annotations["kiln.dev/trigger"] == "drift"
+    assert annotations["kiln.dev/trigger-message"] == "PSI 0.31 on petal_width"
+    assert annotations["kiln.dev/request-id"] == "drift-42"
+    status = wait_for_status(
+        kube, namespace, lambda s: "drift-42" in s.get("handledRunRequests", [])
     )
+    wait_until(
+        "the handled request's annotation to be removed",
+        lambda: (
+            "run-request.kiln.dev/drift-42"
+            not in kube.get(KILN, "TrainingJob", "iris", namespace)["metadata"].get(
+                "annotations", {}
+            )
+        ),
+    )
+
+    annotate(kube, namespace, request)  # written again, late: already handled
     workloads.complete_job(jobs[1], message=result())
     status = wait_for_status(kube, namespace, lambda s: s.get("latestModelVersion") == "iris-v2")
     assert run_row(status)["trigger"] == "drift"
+    time.sleep(1)
+    assert len(jobs_of(kube, namespace)) == 2, "a handled request id started a second run"
+
+
+def test_an_unusable_run_request_is_a_warning_event_counted_not_a_run(
+    kube: KubeClient, namespace: str, training_operator: OperatorProcess
+) -> None:
+    kube.apply_manifest([training_job()], namespace)
+    wait_for_jobs(kube, namespace, 1)
+    annotate(kube, namespace, {"run-request.kiln.dev/bad-1": '{"trigger": "schedule"}'})
+    annotate(kube, namespace, {"run-request.kiln.dev/bad-2": "not json"})
+
+    def invalid_events() -> list[Obj]:
+        return [e for e in events_of(kube, namespace) if e["reason"] == "InvalidRunRequest"]
+
+    (event,) = wait_until(
+        "one aggregated InvalidRunRequest event counted twice",
+        lambda: (found := invalid_events()) and found[0].get("count") == 2 and found,
+    )
+    assert event["type"] == "Warning"
+    assert "bad-2" in event["message"]
+    assert "not JSON" in event["message"]
+    status = wait_for_status(
+        kube, namespace, lambda s: {"bad-1", "bad-2"} <= set(s.get("handledRunRequests", []))
+    )
+    assert len(jobs_of(kube, namespace)) == 1
+    assert len(status["runs"]) == 1
 
 
 def test_the_example_manifests_are_accepted_and_start_their_runs(

@@ -66,8 +66,12 @@ class OperatorProcess:
         log_path: Path,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
+        """``command`` replaces the installed ``kiln-operator`` (e.g. a wrapper that injects
+        a fault); the flags are the same."""
         self.kubeconfig = kubeconfig
+        self.command = list(command) if command is not None else None
         self.namespace = namespace
         self.log_path = log_path
         self.extra_args = list(extra_args)
@@ -101,7 +105,7 @@ class OperatorProcess:
             raise RuntimeError(f"kiln-operator is already running (pid {self.pid})")
         self.metrics_port = free_port()
         argv = [
-            *operator_command(),
+            *(self.command or operator_command()),
             "--namespace",
             self.namespace,
             "--liveness-port",

@@ -25,3 +25,20 @@ def test_operator_requires_a_namespace_scope() -> None:
     result = subprocess.run(["kiln-operator"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--namespace" in result.stderr
+
+
+@pytest.mark.parametrize("namespace", ["team-*", "Team", "a" * 64, "ml."])
+def test_operator_refuses_a_namespace_that_is_not_an_exact_name(namespace: str) -> None:
+    result = subprocess.run(
+        ["kiln-operator", "--namespace", namespace], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "is not a namespace name" in result.stderr
+
+
+def test_operator_refuses_a_worker_count_out_of_range() -> None:
+    result = subprocess.run(
+        ["kiln-operator", "-A", "--workers", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "--workers must lie in 1..64" in result.stderr

@@ -48,6 +48,7 @@ MAX_RUN_REASON: Final = 128
 MAX_RUN_MESSAGE: Final = 4096
 MAX_LOCATION: Final = 2048
 MAX_RUN_REQUEST: Final = 256
+MAX_HANDLED_RUN_REQUESTS: Final = 32
 MAX_HYPERPARAMETERS: Final = 64
 MAX_HYPERPARAMETER_VALUE: Final = 1024
 
@@ -246,6 +247,18 @@ class TrainingJobStatus(ApiModel):
     handled_run_request: Annotated[str, Field(max_length=MAX_RUN_REQUEST)] | None = None
     """The last value of the `kiln.dev/run` annotation acted on (a longer value is recorded
     as a prefix and a digest)."""
+    handled_run_requests: (
+        Annotated[
+            list[Annotated[str, Field(max_length=63)]],
+            Field(max_length=MAX_HANDLED_RUN_REQUESTS),
+        ]
+        | None
+    ) = None
+    """Ids of the newest run requests handled (annotations `run-request.kiln.dev/<id>`),
+    oldest first: a request whose id is here has had its run and starts no other."""
+    observed_spec_generation: Annotated[int, Field(ge=0), Format("int64")] | None = None
+    """The newest `metadata.generation` whose run-relevant spec a run already covers: edits
+    up to it start no spec run, whatever a changed CRD default does to the stored spec."""
 
 
 class TrainingJob(ApiModel):

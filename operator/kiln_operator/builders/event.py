@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
-from typing import Any, Literal
+import hashlib
+from typing import Any
 
-EventType = Literal["Normal", "Warning"]
+from kiln_operator.conditions import EventType
+
 COMPONENT = "kiln-operator"
 
 
@@ -15,19 +16,16 @@ def desired_event(
     reason: str,
     message: str,
     now: str,
-    name_suffix: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """A core/v1 Event on ``involved`` (a full object with apiVersion, kind, metadata).
-
-    Event names only need to be unique; ``name_suffix`` defaults to a random one.
-    """
+    """A core/v1 Event on ``involved`` (a full object with apiVersion, kind, metadata),
+    named ``name`` (default: :func:`aggregated_event_name`)."""
     meta = involved["metadata"]
-    suffix = name_suffix or secrets.token_hex(8)
     return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "name": f"{meta['name'][:230]}.{suffix}",
+            "name": name or aggregated_event_name(involved, type_, reason),
             "namespace": meta["namespace"],
         },
         "involvedObject": {
@@ -49,3 +47,10 @@ def desired_event(
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+def aggregated_event_name(involved: dict[str, Any], type_: EventType, reason: str) -> str:
+    """The one Event name for (object, type, reason): repeats raise that Event's count."""
+    meta = involved["metadata"]
+    key = f"{meta['uid']}/{type_}/{reason}".encode()
+    return f"{meta['name'][:230]}.{hashlib.sha256(key).hexdigest()[:16]}"

@@ -56,6 +56,10 @@ def desired_job(
     }
     if run.message:
         annotations[naming.TRIGGER_MESSAGE_ANNOTATION] = run.message[:1024]
+    if run.request_id:
+        annotations[naming.REQUEST_ID_ANNOTATION] = run.request_id
+    if run.generation is not None:
+        annotations[naming.GENERATION_ANNOTATION] = str(run.generation)
     if run.scheduled_time:
         annotations[naming.SCHEDULED_TIME_ANNOTATION] = run.scheduled_time
     if run.request_value is not None:

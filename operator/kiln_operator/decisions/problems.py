@@ -153,3 +153,22 @@ def refused_request(verb: str, path: str, status: int, api_message: str) -> Verd
         API_REQUEST_REFUSED,
         f"the API server refused to {verb} {path} ({status}): {api_message}; {hint}",
     )
+
+
+def prevailing_problem(
+    *,
+    configuration: Verdict | None,
+    remembered: Verdict | None,
+    schedule_error: str | None,
+    refusal: Verdict | None,
+    rejection: Verdict | None,
+) -> Verdict | None:
+    """The one problem ``Ready`` reports when several apply, newest evidence first: this
+    reconcile's refused run, then a request the API server refused, then what is wrong with
+    the configuration, then a rejection remembered for this generation, then the schedule."""
+    for verdict in (rejection, refusal, configuration, remembered):
+        if verdict is not None:
+            return verdict
+    if schedule_error:
+        return Verdict("Ready", "False", INVALID_SCHEDULE, schedule_error)
+    return None

@@ -75,6 +75,8 @@ class RunRow:
     lineage: Mapping[str, Any] = field(default_factory=dict, compare=False)
     scheduled_time: str | None = field(default=None, compare=False)
     request_value: str | None = field(default=None, compare=False)
+    request_id: str | None = field(default=None, compare=False)
+    generation: int | None = field(default=None, compare=False)
     suspended: bool = field(default=False, compare=False)
 
     @property
@@ -162,6 +164,13 @@ def observe_runs(
     return sorted(rows.values(), key=lambda r: (r.number, r.name))
 
 
+def _generation(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def run_from_job(job: Obj, pods: Sequence[Obj], previous: RunRow | None) -> RunRow:
     meta = job["metadata"]
     annotations = meta.get("annotations") or {}
@@ -181,6 +190,8 @@ def run_from_job(job: Obj, pods: Sequence[Obj], previous: RunRow | None) -> RunR
         lineage=lineage,
         scheduled_time=annotations.get(naming.SCHEDULED_TIME_ANNOTATION),
         request_value=annotations.get(naming.REQUEST_VALUE_ANNOTATION),
+        request_id=annotations.get(naming.REQUEST_ID_ANNOTATION),
+        generation=_generation(annotations.get(naming.GENERATION_ANNOTATION)),
         suspended=bool((job.get("spec") or {}).get("suspend")),
     )
     if _is_true(conditions.get("Complete")):
@@ -388,3 +399,13 @@ def _trainer_state(pod: Obj) -> dict[str, Any]:
 
 def _is_true(condition: Mapping[str, Any] | None) -> bool:
     return condition is not None and condition.get("status") == "True"
+
+
+def replaced(row: RunRow, replacement: str) -> RunRow:
+    """An active run's row once ``replacement`` stopped it (concurrencyPolicy Replace)."""
+    return replace(
+        row,
+        phase="Failed",
+        reason="Replaced",
+        message=f"stopped for scheduled run {replacement} (concurrencyPolicy Replace)",
+    )

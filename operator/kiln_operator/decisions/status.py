@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiln_operator.api.trainingjob import MAX_RUNS
-from kiln_operator.builders.event import EventType
-from kiln_operator.conditions import Verdict, find_condition, set_conditions
+from kiln_operator.conditions import EventType, Verdict, find_condition, set_conditions
 from kiln_operator.decisions.runs import (
     AWAITING_REGISTRATION,
     BLOCKING_WAIT_REASONS,
@@ -121,6 +120,8 @@ def desired_status(
     next_schedule_time: str | None,
     handled_run_request: str | None,
     now: str,
+    handled_run_requests: Sequence[str] = (),
+    spec_generation: int | None = None,
 ) -> dict[str, Any]:
     verdicts = [
         ready_verdict(rows, suspended, blocked),
@@ -142,6 +143,8 @@ def desired_status(
         "lastScheduleTime": last_schedule_time,
         "nextScheduleTime": None if suspended else next_schedule_time,
         "handledRunRequest": handled_run_request,
+        "handledRunRequests": list(handled_run_requests) or None,
+        "observedSpecGeneration": spec_generation,
     }
     return {key: value for key, value in status.items() if value is not None}
 

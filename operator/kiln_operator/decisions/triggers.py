@@ -2,36 +2,31 @@
 
 Every trigger is judged against the runs that exist (Jobs, including one created just before
 a crash) as well as against status, so a restarted operator never starts the same run twice:
-- spec: there is no run yet, or the run-relevant spec hash differs from the latest run's
-  (with or without a schedule: a schedule adds runs, it never holds back a spec change);
+- spec: there is no run yet, or the user changed the spec (``metadata.generation`` moved
+  past the latest run's) and its intent hash now differs from the latest run's (with or
+  without a schedule: a schedule adds runs, it never holds back a spec change). A CRD
+  default added or changed by a release moves neither, so it re-runs nothing;
 - manual: the ``kiln.dev/run`` annotation holds a value neither recorded as handled nor
   carried by the latest manual run;
 - schedule: a scheduled time passed since the last one acted on (see ``schedule``);
-- drift (or any caller): an explicit :class:`RunRequest`.
+- manual or drift, through the API: a request annotation (:mod:`.requests`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kiln_operator import naming
 from kiln_operator.api.trainingjob import MAX_RUN_REQUEST, RunTrigger, TrainingJobSpec
+from kiln_operator.decisions.requests import ApiRunRequest
 from kiln_operator.decisions.runs import RunRow
 from kiln_operator.decisions.schedule import ScheduleError, schedule_decision, scheduled_action
 from kiln_operator.runinfo import RunStart
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """An explicit request for a run, e.g. from an InferenceService that detected drift."""
-
-    trigger: RunTrigger
-    message: str
 
 
 class StartRun(Protocol):
@@ -44,6 +39,7 @@ class StartRun(Protocol):
         *,
         scheduled_time: str | None = None,
         request_value: str | None = None,
+        request_id: str | None = None,
     ) -> RunStart: ...
 
 
@@ -57,6 +53,11 @@ class StartDecision:
     last_schedule_time: str | None = None
     next_schedule_time: str | None = None
     handled_run_request: str | None = None
+    answered_request: str | None = None
+    """The id of the API run request this decision answers (its run starts now)."""
+    spec_generation: int | None = None
+    """The newest ``metadata.generation`` whose run-relevant spec is covered by a run once
+    this decision's run (if any) has started (``status.observedSpecGeneration``)."""
     notice: tuple[str, str] | None = None
     """A reason and message worth an event although nothing starts (a skipped schedule)."""
     schedule_error: str | None = None
@@ -95,11 +96,18 @@ def decide_start(
     last_schedule_time: str | None,
     created: str | None,
     now: dt.datetime,
+    generation: int = 0,
+    spec_generation: int | None = None,
+    wire_digest: str | None = None,
     blocked: bool = False,
-    request: RunRequest | None = None,
+    request: ApiRunRequest | None = None,
     numbers_taken: Collection[int] = (),
 ) -> StartDecision:
     """Decide at ``now``. ``blocked`` (a configuration problem) starts nothing.
+
+    ``spec_digest`` is the hash of the user's intent (:mod:`.intent`); ``spec_generation``
+    the generation status says runs already cover; ``wire_digest`` the hash of the stored
+    spec as earlier releases computed it, which runs they started still carry.
 
     ``numbers_taken`` are run numbers of Jobs labelled with this TrainingJob's name that it
     does not own (left behind by a namesake deleted with ``--cascade=orphan``): a new run
@@ -116,6 +124,7 @@ def decide_start(
         *,
         scheduled_time: str | None = None,
         request_value: str | None = None,
+        request_id: str | None = None,
     ) -> RunStart:
         return RunStart(
             name=naming.run_name(training_job, number, spec_digest),
@@ -125,16 +134,25 @@ def decide_start(
             message=message,
             scheduled_time=scheduled_time,
             request_value=request_value,
+            request_id=request_id,
+            generation=generation,
         )
 
     if spec.suspend or blocked:
-        return StartDecision(handled_run_request=handled, last_schedule_time=last_scheduled)
-
-    if request is not None:
         return StartDecision(
-            start=start(request.trigger, request.message),
             handled_run_request=handled,
             last_schedule_time=last_scheduled,
+            spec_generation=spec_generation,
+        )
+
+    if request is not None and request.problem is None:
+        message = request.message or f"requested through the API (request {request.id})"
+        return StartDecision(
+            start=start(request.trigger, message, request_id=request.id),
+            handled_run_request=handled,
+            last_schedule_time=last_scheduled,
+            answered_request=request.id,
+            spec_generation=generation,
         )
 
     if run_annotation and recorded_request(run_annotation) != handled:
@@ -146,21 +164,40 @@ def decide_start(
             ),
             handled_run_request=recorded_request(run_annotation),
             last_schedule_time=last_scheduled,
+            spec_generation=generation,
         )
 
-    spec_run = _spec_change(latest, spec_digest)
+    run_generation = latest.generation if latest else None
+    covered = max((g for g in (spec_generation, run_generation) if g is not None), default=None)
+    spec_run = _spec_change(latest, spec_digest, wire_digest, generation, covered)
     if spec.schedule:
-        return _scheduled(spec, rows, last_scheduled, created, now, handled, start, spec_run)
-    if spec_run is not None:
-        return StartDecision(start=start("spec", spec_run), handled_run_request=handled)
-    return StartDecision(handled_run_request=handled)
+        decision = _scheduled(spec, rows, last_scheduled, created, now, handled, start, spec_run)
+    elif spec_run is not None:
+        decision = StartDecision(start=start("spec", spec_run), handled_run_request=handled)
+    else:
+        decision = StartDecision(handled_run_request=handled)
+    covers_spec = spec_run is None or decision.start is not None
+    return replace(decision, spec_generation=generation if covers_spec else spec_generation)
 
 
-def _spec_change(latest: RunRow | None, spec_digest: str) -> str | None:
-    """Why the spec asks for a run (the trigger message), or None when it does not."""
+def _spec_change(
+    latest: RunRow | None,
+    spec_digest: str,
+    wire_digest: str | None,
+    generation: int,
+    covered: int | None,
+) -> str | None:
+    """Why the spec asks for a run (the trigger message), or None when it does not.
+
+    Only a spec the user changed counts: at a generation runs already cover, nothing is
+    due whatever the hash says (a hash can move without a user's edit when a release
+    changes a CRD default, and with it the stored object's form).
+    """
     if latest is None:
         return "first run"
-    if latest.spec_hash != spec_digest:
+    if covered is not None and generation <= covered:
+        return None
+    if latest.spec_hash not in (spec_digest, wire_digest):
         return f"spec changed ({latest.spec_hash} -> {spec_digest})"
     return None
 

@@ -8,6 +8,8 @@ import pytest
 
 from kiln_operator import naming
 from kiln_operator.accelerators import AcceleratorMapError, parse_accelerator_map
+from kiln_operator.decisions.intent import intent_hash, spec_intent
+from tests.unit.trainingjob.factories import spec_of, training_job
 
 
 def test_the_spec_hash_ignores_fields_that_do_not_change_training() -> None:
@@ -75,3 +77,18 @@ def test_an_accelerator_map_selects_node_labels() -> None:
 def test_a_broken_accelerator_map_is_refused(document: object, error: str) -> None:
     with pytest.raises(AcceleratorMapError, match=error):
         parse_accelerator_map(document)
+
+
+def test_the_intent_hash_ignores_values_equal_to_their_default() -> None:
+    """The API server's defaults (or a release adding a defaulted field) change nothing."""
+    bare = spec_of(training_job())
+    defaulted = spec_of(training_job(workers=1, masterPort=29500, backoffLimit=6))
+    assert intent_hash(bare) == intent_hash(defaulted)
+    assert intent_hash(bare) != intent_hash(spec_of(training_job(workers=2)))
+    assert "workers" not in spec_intent(defaulted)
+    assert spec_intent(spec_of(training_job(workers=2)))["workers"] == 2
+
+
+def test_the_intent_hash_ignores_fields_that_do_not_change_a_run() -> None:
+    bare = spec_of(training_job())
+    assert intent_hash(bare) == intent_hash(spec_of(training_job(schedule="@daily")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import datetime as dt
 import itertools
 from typing import Any
@@ -18,7 +19,10 @@ from typing import Any
 import pytest
 
 from kiln_operator import kube, naming
-from kiln_operator.reconcilers.trainingjob import TrainingJobContext, reconcile
+from kiln_operator.api.trainingjob import TrainingJobSpec
+from kiln_operator.controller.context import OperatorContext
+from kiln_operator.decisions.intent import intent_hash
+from kiln_operator.reconcilers.trainingjob import reconcile
 from tests.unit.trainingjob.factories import training_job
 
 Obj = dict[str, Any]
@@ -79,6 +83,7 @@ class FakeKube:
         stored["metadata"].update(name=name, namespace=namespace, uid=f"uid-{next(self._uids)}")
         stored["metadata"].setdefault("creationTimestamp", "2026-03-02T10:00:00Z")
         stored["metadata"].setdefault("generation", 1)
+        stored["metadata"]["resourceVersion"] = str(next(self._uids))
         self.objects[key] = stored
         return copy.deepcopy(stored)
 
@@ -91,14 +96,14 @@ class FakeKube:
         subresource: str | None = None,
     ) -> Obj:
         self._call("patch", resource)
-        obj = self.objects[(resource.plural, namespace, name)]
-        for part, fields in patch.items():
-            target = obj.setdefault(part, {})
-            for field, value in fields.items():
-                if value is None:
-                    target.pop(field, None)
-                else:
-                    target[field] = copy.deepcopy(value)
+        obj = self.objects.get((resource.plural, namespace, name))
+        if obj is None:
+            raise kube.NotFound("patch", name, 404, {"reason": "NotFound"})
+        expected = (patch.get("metadata") or {}).get("resourceVersion")
+        if expected is not None and expected != obj["metadata"].get("resourceVersion"):
+            raise kube.Conflict("patch", name, 409, {"reason": "Conflict"})
+        _merge(obj, patch)
+        obj["metadata"]["resourceVersion"] = str(next(self._uids))
         return copy.deepcopy(obj)
 
     async def delete(self, resource: kube.Resource, name: str, namespace: str, **_: Any) -> None:
@@ -108,7 +113,9 @@ class FakeKube:
     # -- what tests look at -----------------------------------------------------------------
 
     def add_training_job(self, obj: Obj) -> None:
-        self.objects[("trainingjobs", "ml", obj["metadata"]["name"])] = copy.deepcopy(obj)
+        stored = copy.deepcopy(obj)
+        stored["metadata"].setdefault("resourceVersion", "1")
+        self.objects[("trainingjobs", "ml", obj["metadata"]["name"])] = stored
 
     def training_job(self) -> Obj:
         return self.objects[("trainingjobs", "ml", "iris")]
@@ -117,6 +124,7 @@ class FakeKube:
         tj = self.training_job()
         tj["spec"].update(spec)
         tj["metadata"]["generation"] += 1
+        tj["metadata"]["resourceVersion"] = str(next(self._uids))
 
     def ready(self) -> Obj:
         conditions = self.training_job().get("status", {}).get("conditions", [])
@@ -133,9 +141,26 @@ class FakeKube:
         return [name for (plural, _, name) in self.objects if plural == "jobs"]
 
 
-def run_reconcile(api: FakeKube) -> Any:
-    ctx = TrainingJobContext(client=api, clock=lambda: NOW)  # type: ignore[arg-type]
+def _merge(target: Obj, patch: Obj) -> None:
+    """A JSON merge patch (RFC 7386), in place."""
+    for field, value in patch.items():
+        if value is None:
+            target.pop(field, None)
+        elif isinstance(value, dict) and isinstance(target.get(field), dict):
+            _merge(target[field], value)
+        else:
+            target[field] = copy.deepcopy(value)
+
+
+def run_reconcile(api: FakeKube) -> float | None:
+    client: Any = api
+    ctx = dataclasses.replace(OperatorContext.of(client), clock=lambda: NOW)
     return asyncio.run(reconcile(ctx, ("ml", "iris")))
+
+
+def first_run_name(api: FakeKube, number: int = 1) -> str:
+    spec = TrainingJobSpec.model_validate(api.training_job()["spec"])
+    return naming.run_name("iris", number, intent_hash(spec))
 
 
 @pytest.fixture
@@ -198,7 +223,7 @@ def test_a_forbidden_write_is_a_condition_and_raised_for_a_retry_with_backoff(
 def test_a_spec_the_operator_cannot_read_is_a_condition_not_a_crash(api: FakeKube) -> None:
     api.training_job()["spec"]["workers"] = "many"
     outcome = run_reconcile(api)
-    assert outcome.requeue_after is None
+    assert outcome is None
     ready = api.ready()
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert "spec.workers" in ready["message"]
@@ -236,28 +261,25 @@ def leftover_job(name: str, number: int, labelled: bool) -> Obj:
 def test_runs_left_by_a_deleted_namesake_are_numbered_past_not_collided_with(
     api: FakeKube,
 ) -> None:
-    spec_digest = naming.spec_hash(api.training_job()["spec"])
     for number in (1, 2):
-        name = naming.run_name("iris", number, spec_digest)
+        name = first_run_name(api, number)
         api.objects[("jobs", "ml", name)] = leftover_job(name, number, labelled=True)
     run_reconcile(api)
-    assert naming.run_name("iris", 3, spec_digest) in api.jobs()
-    assert [row["name"] for row in api.training_job()["status"]["runs"]] == [
-        naming.run_name("iris", 3, spec_digest)
-    ]
+    assert first_run_name(api, 3) in api.jobs()
+    assert [row["name"] for row in api.training_job()["status"]["runs"]] == [first_run_name(api, 3)]
 
 
 def test_a_foreign_job_holding_the_next_runs_name_is_a_condition_not_a_tight_loop(
     api: FakeKube,
 ) -> None:
-    name = naming.run_name("iris", 1, naming.spec_hash(api.training_job()["spec"]))
+    name = first_run_name(api)
     api.objects[("jobs", "ml", name)] = leftover_job(name, 1, labelled=False)
     outcome = run_reconcile(api)
     ready = api.ready()
     assert (ready["status"], ready["reason"]) == ("False", "RunNameTaken")
     assert name in ready["message"]
     assert ("Warning", "RunNameTaken") in api.events()
-    assert outcome.requeue_after >= 30
+    assert outcome >= 30
 
     del api.objects[("jobs", "ml", name)]
     run_reconcile(api)
@@ -272,8 +294,8 @@ def test_a_child_that_vanished_before_a_write_means_read_again_not_a_refusal(
     api.edit_spec(suspend=True)
     api.refuse("patch", kube.JOBS, 404, 'jobs.batch "iris-r1" not found')
     outcome = run_reconcile(api)
-    assert outcome.requeue_after is not None
-    assert outcome.requeue_after <= 1
+    assert outcome is not None
+    assert outcome <= 1
     assert api.ready()["reason"] != "ApiRequestRefused"
     assert ("Warning", "ApiRequestRefused") not in api.events()
 
@@ -286,11 +308,11 @@ def test_a_create_answered_404_is_a_missing_kind_refused_not_a_race(api: FakeKub
 
 
 def test_an_own_job_stripped_of_its_label_is_a_condition_not_a_tight_loop(api: FakeKube) -> None:
-    name = naming.run_name("iris", 1, naming.spec_hash(api.training_job()["spec"]))
+    name = first_run_name(api)
     stripped = leftover_job(name, 1, labelled=False)
     stripped["metadata"]["ownerReferences"][0]["uid"] = api.training_job()["metadata"]["uid"]
     api.objects[("jobs", "ml", name)] = stripped
     outcome = run_reconcile(api)
     assert api.ready()["reason"] == "RunNameTaken"
     assert "lost its kiln.dev/trainingjob label" in api.ready()["message"]
-    assert outcome.requeue_after >= 30
+    assert outcome >= 30

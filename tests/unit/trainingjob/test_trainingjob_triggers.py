@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from kiln_operator.decisions.requests import ApiRunRequest
 from kiln_operator.decisions.runs import RunRow
-from kiln_operator.decisions.triggers import RunRequest, StartDecision, decide_start
+from kiln_operator.decisions.triggers import StartDecision, decide_start
 from tests.unit.trainingjob.factories import spec_of, training_job
 
 NOW = dt.datetime(2026, 3, 2, 10, 30, tzinfo=dt.UTC)
@@ -91,10 +92,53 @@ def test_a_blocked_configuration_starts_nothing() -> None:
     assert decide([], blocked=True).start is None
 
 
-def test_an_explicit_request_starts_a_run_with_its_trigger() -> None:
-    decision = decide([row(1)], request=RunRequest("drift", "psi 0.4 on petal_width"))
+def test_an_api_request_starts_a_run_with_its_trigger_and_id() -> None:
+    request = ApiRunRequest("drift-7", "drift", "psi 0.4 on petal_width")
+    decision = decide([row(1)], request=request)
     assert decision.start is not None
     assert (decision.start.trigger, decision.start.number) == ("drift", 2)
+    assert (decision.start.request_id, decision.answered_request) == ("drift-7", "drift-7")
+    assert decision.start.message == "psi 0.4 on petal_width"
+
+
+def test_an_api_request_with_a_problem_starts_nothing() -> None:
+    request = ApiRunRequest("x", problem="trigger 'spec' is not one of manual, drift")
+    assert decide([row(1)], request=request).start is None
+
+
+def test_a_hash_that_moved_without_a_new_generation_starts_nothing() -> None:
+    """A release that changes a CRD default changes the stored spec, not its generation."""
+    decision = decide([row(1, generation=3)], digest="bbbbbbbb", generation=3)
+    assert decision.start is None
+    assert decision.spec_generation == 3
+
+
+def test_a_generation_status_already_covers_starts_nothing_whatever_the_hash() -> None:
+    decision = decide([row(1, generation=3)], digest="bbbbbbbb", generation=5, spec_generation=5)
+    assert decision.start is None
+
+
+def test_an_edit_after_the_covered_generation_is_judged_by_its_hash() -> None:
+    changed = decide([row(1, generation=3)], digest="bbbbbbbb", generation=4, spec_generation=3)
+    assert changed.start is not None
+    assert (changed.start.generation, changed.spec_generation) == (4, 4)
+    unchanged = decide([row(1, generation=3)], generation=4, spec_generation=3)
+    assert unchanged.start is None
+    assert unchanged.spec_generation == 4, "an edit that changes no run-relevant field is covered"
+
+
+def test_a_blocked_decision_covers_no_new_generation() -> None:
+    decision = decide(
+        [row(1, generation=3)], digest="bbbbbbbb", generation=4, blocked=True, spec_generation=3
+    )
+    assert decision.start is None
+    assert decision.spec_generation == 3
+
+
+def test_a_run_started_by_an_earlier_release_is_matched_by_its_wire_hash() -> None:
+    legacy = row(1, spec_hash="0ld0ld00")
+    assert decide([legacy], digest="bbbbbbbb", generation=2, wire_digest="0ld0ld00").start is None
+    assert decide([legacy], digest="bbbbbbbb", generation=2).start is not None
 
 
 SCHEDULED = {"schedule": "0 * * * *"}

@@ -1,0 +1,1 @@
+"""The controller core every kind plugs into: work queue, watches, workers, events."""

@@ -1,0 +1,21 @@
+"""What the command line asks of one operator process (parsed by :mod:`.cli`, used by
+:mod:`.runtime`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: tuple[str, ...] = ()
+    """The namespaces to watch (exact names); empty with ``all_namespaces``."""
+    all_namespaces: bool = False
+    liveness_port: int = 8080
+    metrics_port: int = 9090
+    accelerator_map: str | None = None
+    log_format: str = "plain"
+    verbose: bool = False
+    resync_seconds: float = 60.0
+    workers: int = 4
+    """Reconciles of one kind that may run at once."""
