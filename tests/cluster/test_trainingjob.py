@@ -845,6 +845,58 @@ def test_nothing_changing_for_30_seconds_means_no_write_calls(
     process.assert_no_unhandled_exceptions()
 
 
+MASTER_PORT_DEFAULT = (
+    "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/masterPort/default"
+)
+
+
+def set_master_port_default(kube: KubeClient, value: int | None) -> None:
+    """Change the installed TrainingJob CRD's default of spec.masterPort (None: none)."""
+    crd = "trainingjobs.kiln.dev"
+    ops = [{"op": "remove", "path": MASTER_PORT_DEFAULT}]
+    if value is not None:
+        ops = [{"op": "add", "path": MASTER_PORT_DEFAULT, "value": value}]
+    kube.patch("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd, None, ops, "json")
+
+
+def test_a_crd_default_changed_by_a_release_reruns_nothing(
+    cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    """A TrainingJob stored before its CRD gained a default reads back with that default
+    (the API server defaults on read), so its stored spec changed without a user's edit:
+    no run starts for it, and a real edit afterwards still does."""
+    process = operator_process(
+        cluster, namespace, tmp_path / "kiln-operator.log", None, "--resync-seconds", "1"
+    )
+    try:
+        set_master_port_default(kube, None)
+        kube.apply_manifest([training_job()], namespace)
+        wait_for_jobs(kube, namespace, 1)
+        wait_for_status(kube, namespace, lambda s: s.get("observedSpecGeneration") == 1)
+        assert "masterPort" not in kube.get(KILN, "TrainingJob", "iris", namespace)["spec"]
+
+        set_master_port_default(kube, 29600)
+        wait_until(
+            "the new default to show on read",
+            lambda: (
+                kube.get(KILN, "TrainingJob", "iris", namespace)["spec"].get("masterPort") == 29600
+            ),
+        )
+        reconciles = process.metric("kiln_operator_reconciles_total", result="ok")
+        wait_until(
+            "a few resyncs",
+            lambda: process.metric("kiln_operator_reconciles_total", result="ok") >= reconciles + 3,
+        )
+        assert len(jobs_of(kube, namespace)) == 1, "a changed CRD default re-ran the job"
+
+        kube.apply_manifest([training_job(hyperparameters={"C": "3"})], namespace)
+        wait_for_jobs(kube, namespace, 2)
+    finally:
+        set_master_port_default(kube, 29500)
+        process.stop()
+    process.assert_no_unhandled_exceptions()
+
+
 def test_model_versions_outlive_their_training_job(
     cluster: Cluster,
     kube: KubeClient,

@@ -31,6 +31,7 @@ from tests.kubeemu.errors import (
 )
 from tests.kubeemu.options import DeleteOptions, WriteOptions
 from tests.kubeemu.resources import Registry, ResourceType, builtin_types
+from tests.kubeemu.schema import default as schema_default
 from tests.kubeemu.shapes import BuiltinShape, SchemaShape, Shape
 from tests.kubeemu.store import Obj, Store
 
@@ -107,11 +108,25 @@ class Api:
 
     def served(self, rt: ResourceType, obj: Obj) -> Obj:
         """The stored object as this group and version serve it."""
+        obj = self._defaulted_on_read(rt, obj)
         if obj.get("apiVersion") == rt.api_version:
             return obj
         if rt.api_version == events.EVENTS_API:
             return events.to_events_api(obj)
         return {**obj, "apiVersion": rt.api_version}
+
+    def _defaulted_on_read(self, rt: ResourceType, obj: Obj) -> Obj:
+        """A custom resource read from storage, with the defaults of the CRD's current schema.
+
+        As a real API server does: a default added to a CRD after an object was stored
+        appears in every read and watch event of it, though the stored object (and its
+        generation) never changed. The stored object itself is left alone.
+        """
+        if not rt.is_custom or not rt.schema:
+            return obj
+        defaulted = copy.deepcopy(obj)
+        schema_default(defaulted, rt.schema)
+        return obj if defaulted == obj else defaulted
 
     def _stored_form(self, rt: ResourceType, obj: Obj) -> Obj:
         """A checked body in the form its storage keeps (the inverse of `served`)."""
