@@ -33,4 +33,6 @@ kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$NS" apply -f examples/quickstart/manifests.yaml -f examples/training/trainingjob.yaml
 echo "waiting for the first training run to register a ModelVersion..."
 kubectl -n "$NS" wait trainingjob/iris-example --for=condition=Registered --timeout=600s
+echo "waiting for the operator to validate it..."
+kubectl -n "$NS" wait modelversion -l kiln.dev/model=iris --for=condition=Ready --timeout=300s
 kubectl -n "$NS" get kiln

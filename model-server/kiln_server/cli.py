@@ -171,6 +171,14 @@ def _add_artifact_flags(parser: argparse.ArgumentParser) -> None:
     _env_flag(
         parser, "--pvc-root", "/mnt/pvc", help="where pvc://<claim> is mounted as <root>/<claim>"
     )
+    _env_flag(
+        parser,
+        "--fetch-attempts",
+        4,
+        help="tries of a remote fetch whose failure may pass (backoff 0.5 s, doubling)",
+        kind=int,
+        type=_positive_int,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     validate = sub.add_parser("validate", help="fetch, verify, load and test-run a model artifact")
     _add_artifact_flags(validate)
+    validate.add_argument("--baseline-uri", help="baseline.json to check against the model")
+    validate.add_argument("--baseline-sha256", help="its expected digest, if registered")
     _env_flag(
         validate,
         "--termination-message-path",
@@ -234,7 +244,14 @@ def _fetch(args: argparse.Namespace) -> int:
     from kiln_server.fetch import FetchError, fetch
 
     try:
-        path = fetch(args.uri, args.sha256, args.dest, args.filename, pvc_root=args.pvc_root)
+        path = fetch(
+            args.uri,
+            args.sha256,
+            args.dest,
+            args.filename,
+            pvc_root=args.pvc_root,
+            attempts=args.fetch_attempts,
+        )
     except FetchError as error:
         print(f"kiln-server fetch: {error}", file=sys.stderr)
         return 1
@@ -245,7 +262,15 @@ def _fetch(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from kiln_server.validate import run_validate
 
-    return run_validate(args.uri, args.sha256, args.termination_message_path, args.pvc_root)
+    return run_validate(
+        args.uri,
+        args.sha256,
+        args.termination_message_path,
+        args.pvc_root,
+        baseline_uri=args.baseline_uri,
+        baseline_sha256=args.baseline_sha256,
+        attempts=args.fetch_attempts,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

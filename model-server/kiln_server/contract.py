@@ -33,7 +33,11 @@ tensor lists are truncated with ``"truncated": true`` if a model has very many):
      "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 32]}],
      "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 2]}]}
 
-and on failure ``{"ok": false, "error": "<precise message>"}``.
+With ``--baseline-uri`` the success report also carries
+``"baseline": {"input": "input", "features": 32}``. On failure it is
+``{"ok": false, "reason": "<one of VALIDATION_REASONS>", "error": "<precise message>"}``;
+the process then exits with :data:`VALIDATION_FAILED_EXIT_CODE`, so a Job's
+``podFailurePolicy`` can tell a verdict (never worth retrying) from a crash.
 """
 
 from __future__ import annotations
@@ -77,6 +81,30 @@ LATENCY_BUCKETS: Final = (
     10.0,
 )
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+#: Why ``kiln-server validate`` refused an artifact (the ``reason`` of its failure report).
+FETCH_FAILED: Final = "FetchFailed"
+"""The artifact (or baseline) could not be fetched, after retries of transient failures."""
+DIGEST_MISMATCH: Final = "DigestMismatch"
+"""The bytes fetched are not the ones the sha256 names."""
+NOT_ONNX: Final = "NotOnnx"
+"""The file is not an ONNX model (not a ModelProto with a graph)."""
+LOAD_FAILED: Final = "LoadFailed"
+"""ONNX Runtime refused to load the model."""
+INFERENCE_FAILED: Final = "InferenceFailed"
+"""The model loads but one inference on zeros of its declared shapes fails."""
+BASELINE_INVALID: Final = "BaselineInvalid"
+"""``baseline.json`` is not valid ``kiln.baseline/v1`` or does not fit the model's input."""
+VALIDATION_REASONS: Final = (
+    FETCH_FAILED,
+    DIGEST_MISMATCH,
+    NOT_ONNX,
+    LOAD_FAILED,
+    INFERENCE_FAILED,
+    BASELINE_INVALID,
+)
+#: Exit code of ``kiln-server validate`` when it reached a verdict against the artifact.
+VALIDATION_FAILED_EXIT_CODE: Final = 3
 
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT: Final = 4096

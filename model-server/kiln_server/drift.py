@@ -7,11 +7,44 @@ computed when ``/metrics`` is scraped, so drift costs a memcpy per ONNX Runtime 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from kiln_server.baseline import Baseline
+from kiln_server.baseline import Baseline, BaselineError
+
+
+class InputSpec(Protocol):
+    """What drift needs to know of a model input (a ``runtime.TensorSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def datatype(self) -> str: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
+def drift_input(baseline: Baseline, inputs: Sequence[InputSpec]) -> tuple[str, int]:
+    """The model input ``baseline`` describes and its column count; BaselineError when the
+    baseline names no input of the model or one that is not numeric [rows, features]
+    (:class:`DriftMonitor` then checks each feature's column against the width)."""
+    name = baseline.input_name or inputs[0].name
+    spec = next((s for s in inputs if s.name == name), None)
+    if spec is None:
+        raise BaselineError(f"baseline.json names input {name!r}, which the model does not have")
+    if len(spec.shape) != 2 or spec.datatype in ("BYTES", "BOOL"):
+        raise BaselineError(
+            f"drift needs a numeric 2-D input [rows, features]; {name!r} is "
+            f"{spec.datatype} {list(spec.shape)}"
+        )
+    columns = spec.shape[1]
+    if columns < 0:
+        columns = 1 + max(feature.column for feature in baseline.features)
+    return name, columns
+
 
 # Empty bins would make PSI infinite; the usual remedy is a small floor on both shares.
 _SHARE_FLOOR = 1e-4
@@ -43,7 +76,7 @@ class DriftMonitor:
     def __init__(self, baseline: Baseline, input_name: str, columns: int, window_rows: int):
         for feature in baseline.features:
             if feature.column >= columns:
-                raise ValueError(
+                raise BaselineError(
                     f"baseline feature {feature.name!r} is column {feature.column}, "
                     f"but input {input_name!r} has {columns} columns"
                 )

@@ -19,7 +19,7 @@ from kiln_server.app import create_app
 from kiln_server.baseline import BaselineError, load_baseline
 from kiln_server.batching import Batcher, RowsObserver
 from kiln_server.dataplane import DataPlane
-from kiln_server.drift import DriftMonitor
+from kiln_server.drift import DriftMonitor, drift_input
 from kiln_server.http_server import HttpServer, ServerState
 from kiln_server.metrics import ServerMetrics
 from kiln_server.runtime import ModelLoadError, OnnxModel
@@ -36,19 +36,7 @@ def _drift_monitor(settings: ServeSettings, model: OnnxModel) -> DriftMonitor | 
     if not os.path.exists(settings.baseline_path):
         return None
     baseline = load_baseline(settings.baseline_path)
-    inputs = model.signature.inputs
-    name = baseline.input_name or inputs[0].name
-    spec = next((s for s in inputs if s.name == name), None)
-    if spec is None:
-        raise BaselineError(f"baseline.json names input {name!r}, which the model does not have")
-    if len(spec.shape) != 2 or spec.datatype in ("BYTES", "BOOL"):
-        raise BaselineError(
-            f"drift needs a numeric 2-D input [rows, features]; {name!r} is "
-            f"{spec.datatype} {list(spec.shape)}"
-        )
-    columns = spec.shape[1]
-    if columns < 0:
-        columns = 1 + max(feature.column for feature in baseline.features)
+    name, columns = drift_input(baseline, model.signature.inputs)
     return DriftMonitor(baseline, name, columns, settings.drift_window_rows)
 
 

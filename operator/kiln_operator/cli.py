@@ -72,6 +72,20 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         help="reconciles of one kind that may run at once, for different objects (default 4)",
     )
     parser.add_argument(
+        "--model-server-image",
+        default=OperatorOptions.model_server_image,
+        metavar="IMAGE",
+        help="image whose entrypoint is kiln-server, for validation Jobs and serving pods "
+        f"(default {OperatorOptions.model_server_image})",
+    )
+    parser.add_argument(
+        "--validation-deadline",
+        type=int,
+        default=OperatorOptions.validation_deadline_seconds,
+        metavar="S",
+        help="seconds a ModelVersion's validation Job may take (default 600)",
+    )
+    parser.add_argument(
         "--log-format", choices=("plain", "full", "json"), default="plain", help="log format"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -80,6 +94,10 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         parser.error(f"--resync-seconds must be positive, got {args.resync_seconds}")
     if not 1 <= args.workers <= 64:
         parser.error(f"--workers must lie in 1..64, got {args.workers}")
+    if not args.validation_deadline >= 1:
+        parser.error(f"--validation-deadline must be at least 1, got {args.validation_deadline}")
+    if not args.model_server_image.strip():
+        parser.error("--model-server-image must name an image")
     for namespace in args.namespaces or ():
         if not _NAMESPACE.match(namespace):
             parser.error(
@@ -100,6 +118,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         verbose=args.verbose,
         resync_seconds=args.resync_seconds,
         workers=args.workers,
+        model_server_image=args.model_server_image,
+        validation_deadline_seconds=args.validation_deadline,
     )
 
 

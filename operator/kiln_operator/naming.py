@@ -25,6 +25,8 @@ TRAINING_JOB_UID_LABEL: Final = "kiln.dev/trainingjob-uid"
 RUN_LABEL: Final = "kiln.dev/run"
 MODEL_LABEL: Final = "kiln.dev/model"
 MODEL_VERSION_LABEL: Final = "kiln.dev/model-version"
+#: On a ModelVersion's children (its validation Job and pods): the ModelVersion's name.
+MODEL_VERSION_OWNER_LABEL: Final = "kiln.dev/modelversion"
 
 # -- annotations ---------------------------------------------------------------------------
 #: On a TrainingJob: changing its value asks for a run ("on demand").
@@ -44,8 +46,15 @@ GENERATION_ANNOTATION: Final = "kiln.dev/generation"
 #: On a run's Job: what the run was started with (image, dataset, hyperparameters, output).
 LINEAGE_ANNOTATION: Final = "kiln.dev/lineage"
 
+#: On a ModelVersion's validation Job and pods: the ModelVersion's full name.
+MODEL_VERSION_ANNOTATION: Final = "kiln.dev/modelversion"
+#: On a ModelVersion: who approved it, copied into ``status.approval.approvedBy``.
+APPROVED_BY_ANNOTATION: Final = "kiln.dev/approved-by"
+
 #: The training container's name in every run's pod.
 TRAINER_CONTAINER: Final = "trainer"
+#: The container of a ModelVersion's validation pod.
+VALIDATOR_CONTAINER: Final = "validate"
 
 MAX_LABEL_VALUE: Final = 63
 #: Job names stay short enough that `<job>-<index>` pod hostnames of Indexed Jobs and the
@@ -114,6 +123,14 @@ def service_name(job_name: str) -> str:
 
 def model_version_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
+
+
+def validation_job_name(model_version: str, key: str) -> str:
+    """``<model version>-val-<key>``, shortened to :data:`MAX_JOB_NAME`: one Job per
+    artifact (and baseline) a ModelVersion names."""
+    suffix = f"-val-{key}"
+    base = model_version[: MAX_JOB_NAME - len(suffix)].rstrip("-.").replace(".", "-")
+    return f"{base}{suffix}"
 
 
 def hyperparameter_env_name(name: str) -> str:

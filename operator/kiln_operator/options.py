@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+DEFAULT_MODEL_SERVER_IMAGE: Final = "ghcr.io/kiln-dev/kiln-server:0.1.0"
 
 
 @dataclass(frozen=True)
@@ -19,3 +22,6 @@ class OperatorOptions:
     resync_seconds: float = 60.0
     workers: int = 4
     """Reconciles of one kind that may run at once."""
+    model_server_image: str = DEFAULT_MODEL_SERVER_IMAGE
+    """The model-server image (validation Jobs, serving pods)."""
+    validation_deadline_seconds: int = 600

@@ -28,6 +28,7 @@ import prometheus_client
 from kiln_operator import kube
 from kiln_operator.accelerators import load_accelerator_map
 from kiln_operator.controller.context import OperatorContext, Settings
+from kiln_operator.handlers import modelversion as modelversion_handlers
 from kiln_operator.handlers import observed
 from kiln_operator.handlers import trainingjob as trainingjob_handlers
 from kiln_operator.options import OperatorOptions
@@ -63,7 +64,12 @@ def build_registry(
     shutdown = shutdown or Shutdown()
     registry = kopf.OperatorRegistry()
     accelerators = load_accelerator_map(options.accelerator_map)
-    settings = Settings(resync_seconds=options.resync_seconds, workers=options.workers)
+    settings = Settings(
+        resync_seconds=options.resync_seconds,
+        workers=options.workers,
+        model_server_image=options.model_server_image,
+        validation_deadline_seconds=options.validation_deadline_seconds,
+    )
     namespaces = None if options.all_namespaces else list(options.namespaces)
     running: list[asyncio.Task[None]] = []
     clients: list[kube.Kube] = []
@@ -75,7 +81,11 @@ def build_registry(
         client = await kube.Kube.connect()
         clients.append(client)
         ctx = OperatorContext.of(client, accelerators, settings)
-        for controller in [trainingjob_handlers.controller(ctx), *observed.controllers()]:
+        for controller in [
+            trainingjob_handlers.controller(ctx),
+            modelversion_handlers.controller(ctx),
+            *observed.controllers(),
+        ]:
             task = asyncio.create_task(
                 controller.run(client, namespaces), name=f"{controller.kind} controller"
             )

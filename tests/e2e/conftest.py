@@ -340,14 +340,20 @@ def models_claim(
 
 @pytest.fixture(scope="module")
 def e2e_operator(
-    cluster: Cluster, e2e_namespace: str, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    e2e_namespace: str,
+    images: Images,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    """``kiln-operator --namespace <e2e_namespace>``; the module fails if it logs an
-    unhandled exception."""
+    """``kiln-operator --namespace <e2e_namespace>`` validating with the server image; the
+    module fails if it logs an unhandled exception."""
     log_path = tmp_path_factory.mktemp("e2e-operator") / "kiln-operator.log"
     # The last --metrics-port wins: the tier opens no port of its own on the machine.
     process = OperatorProcess(
-        cluster.kubeconfig, e2e_namespace, log_path, extra_args=["--metrics-port", "0"]
+        cluster.kubeconfig,
+        e2e_namespace,
+        log_path,
+        extra_args=["--metrics-port", "0", "--model-server-image", images.server],
     )
     with process.running():
         yield process

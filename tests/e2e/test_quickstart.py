@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from kiln_operator.decisions.runs import BLOCKING_WAIT_REASONS
+from kiln_server.contract import VALIDATION_FAILED_EXIT_CODE
 from tests.e2e.conftest import (
     KUBECONFIG_VARIABLE,
     SKIP_REASON,
@@ -42,6 +43,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KILN = "kiln.dev/v1alpha1"
 #: train.py takes seconds; the rest is scheduling, image pulls and the operator's reconciles.
 TRAINING_TIMEOUT = 180.0
+VALIDATION_TIMEOUT = 120.0
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -208,8 +210,85 @@ def test_validate_fails_when_the_digest_is_not_the_file_s(
 
     terminated = terminated_state(pod)
     assert pod["status"]["phase"] == "Failed", terminated
-    assert terminated["exitCode"] == 1
+    assert terminated["exitCode"] == VALIDATION_FAILED_EXIT_CODE
     report = json.loads(terminated["message"])
-    assert report["ok"] is False
+    assert (report["ok"], report["reason"]) == (False, "DigestMismatch")
     # The file's real digest in the error: the pod read and hashed the file on the volume.
     assert f"expected {wrong}, got {artifact['sha256']}" in report["error"]
+
+
+def wait_for_verdict(cluster: Cluster, namespace: str, name: str) -> Obj:
+    """The ModelVersion once the operator's validation reached Ready or Failed."""
+    model_version = cluster.client.wait_for(
+        KILN,
+        "ModelVersion",
+        name,
+        namespace,
+        lambda mv: ((mv or {}).get("status") or {}).get("phase") in ("Ready", "Failed"),
+        timeout=VALIDATION_TIMEOUT,
+        description="a validation verdict",
+    )
+    assert model_version is not None
+    return model_version
+
+
+def test_the_operator_validates_the_registered_version_in_a_real_pod(
+    cluster: Cluster, e2e_namespace: str, images: Images, quickstart: QuickstartRun
+) -> None:
+    name = quickstart.model_version["metadata"]["name"]
+    status = wait_for_verdict(cluster, e2e_namespace, name)["status"]
+    assert status["phase"] == "Ready", status
+    assert status["signature"]["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, 4]}
+    ]
+    assert sorted(o["name"] for o in status["signature"]["outputs"]) == ["label", "probabilities"]
+    assert status["sizeBytes"] > 0
+    job = cluster.client.get("batch/v1", "Job", status["validationJob"], e2e_namespace)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == images.server
+    (pod,) = cluster.client.list(
+        "v1",
+        "Pod",
+        e2e_namespace,
+        label_selector=f"batch.kubernetes.io/job-name={status['validationJob']}",
+    )["items"]
+    assert pod["spec"].get("nodeName"), "a node ran the validation pod"
+    report = json.loads(terminated_state(pod)["message"])
+    assert report["sha256"] == quickstart.artifact["sha256"]
+
+
+def test_the_operator_fails_a_version_whose_digest_is_not_the_file_s(
+    cluster: Cluster, e2e_namespace: str, quickstart: QuickstartRun
+) -> None:
+    artifact = quickstart.artifact
+    wrong = another_digest(artifact["sha256"])
+    spec = {**quickstart.model_version["spec"], "artifact": {**artifact, "sha256": wrong}}
+    spec["version"] = 1000
+    body = {
+        "apiVersion": KILN,
+        "kind": "ModelVersion",
+        "metadata": {"name": "tampered"},
+        "spec": spec,
+    }
+    cluster.client.create(body, e2e_namespace)
+    status = wait_for_verdict(cluster, e2e_namespace, "tampered")["status"]
+    assert status["phase"] == "Failed"
+    (validated,) = (c for c in status["conditions"] if c["type"] == "Validated")
+    assert validated["reason"] == "DigestMismatch"
+    assert f"expected {wrong}, got {artifact['sha256']}" in validated["message"]
+    # The verdict's exit code matches the Job's podFailurePolicy: it fails, with no retry.
+    job = cluster.client.wait_for(
+        "batch/v1",
+        "Job",
+        status["validationJob"],
+        e2e_namespace,
+        lambda j: any(
+            c["type"] == "Failed" and c["status"] == "True"
+            for c in ((j or {}).get("status") or {}).get("conditions") or []
+        ),
+        timeout=VALIDATION_TIMEOUT,
+        description="the validation Job Failed",
+    )
+    assert job is not None
+    (failed,) = (c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy", job["status"]
+    assert job["status"].get("failed") == 1

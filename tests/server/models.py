@@ -126,3 +126,33 @@ def slow(directory: str, size: int = 512, layers: int = 24) -> str:
         initializer=[numpy_helper.from_array(weight, "W")],
     )
     return _save(graph, directory)
+
+
+def fails_at_inference(directory: str, features: int = 4) -> str:
+    """Loads (the graph is valid) but every call fails: Gather reads column 1000 of a
+    [N, features] input, out of bounds whatever the batch."""
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["input", "index"], ["output"], axis=1)],
+        "fails_at_inference",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1])],
+        initializer=[numpy_helper.from_array(np.array([1000], dtype=np.int64), "index")],
+    )
+    return _save(graph, directory)
+
+
+def unloadable(directory: str) -> str:
+    """A well-formed ModelProto with a graph that ONNX Runtime refuses: its one node is an
+    operator no opset defines (saved without the checker, which would refuse it too)."""
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOperator", ["input"], ["output"])],
+        "unloadable",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "model.onnx")
+    onnx.save(model, path)
+    return path

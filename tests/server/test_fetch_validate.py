@@ -10,14 +10,20 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import numpy as np
 import pytest
 
-from kiln_server.fetch import FetchError, local_path
+from kiln_server.baseline import compute_baseline
+from kiln_server.contract import VALIDATION_FAILED_EXIT_CODE
+from kiln_server.fetch import FetchError, local_path, with_retries
 from kiln_server.validate import compact, model_opset
 from tests.server import models
 from tests.server.server_process import free_port
+
+Obj = dict[str, Any]
 
 
 def kiln(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -184,10 +190,10 @@ def test_validate_with_a_wrong_digest_writes_the_failure(
     message = os.path.join(str(tmp_path), "termination-log")
     result = kiln("validate", "--uri", artifact[0], "--sha256", "f" * 64,
                   env={"KILN_TERMINATION_MESSAGE_PATH": message})  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == VALIDATION_FAILED_EXIT_CODE
     with open(message) as written:
         failure = json.load(written)
-    assert failure["ok"] is False
+    assert (failure["ok"], failure["reason"]) == (False, "DigestMismatch")
     assert failure["error"].startswith(f"sha256 mismatch for {artifact[0]}: expected fff")
 
 
@@ -198,9 +204,11 @@ def test_validate_rejects_a_file_that_is_not_a_model(tmp_path: object) -> None:
     message = os.path.join(str(tmp_path), "termination-log")
     result = kiln("validate", "--uri", f"file://{path}", "--sha256", sha256_of(path),
                   "--termination-message-path", message)  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == VALIDATION_FAILED_EXIT_CODE
     with open(message) as written:
-        assert "ONNX Runtime cannot load" in json.load(written)["error"]
+        failure = json.load(written)
+    assert failure["reason"] == "NotOnnx"
+    assert failure["error"].startswith(f"file://{path} is not an ONNX model")
 
 
 def test_termination_messages_stay_under_4_kib_for_huge_signatures() -> None:
@@ -224,3 +232,158 @@ def test_termination_messages_stay_under_4_kib_for_long_multibyte_errors() -> No
 
 def test_the_opset_is_read_from_the_model_file(artifact: tuple[str, str]) -> None:
     assert model_opset(artifact[0]) == models.OPSET
+
+
+def validate_report(tmp_path: object, *args: str, env: dict[str, str] | None = None) -> Obj:
+    """Run ``kiln-server validate`` and return the report its termination message holds."""
+    message = os.path.join(str(tmp_path), "termination-log")
+    result = kiln("validate", *args, "--termination-message-path", message, env=env)
+    with open(message) as written:
+        report: Obj = json.load(written)
+    assert result.returncode == (0 if report["ok"] else VALIDATION_FAILED_EXIT_CODE)
+    return report
+
+
+def saved(tmp_path: object, build: Callable[[str], str]) -> tuple[str, str]:
+    path = build(os.path.join(str(tmp_path), build.__name__))
+    return path, sha256_of(path)
+
+
+@pytest.mark.parametrize(
+    ("build", "reason", "detail"),
+    [
+        (models.unloadable, "LoadFailed", "No Op registered for NoSuchOperator"),
+        (models.fails_at_inference, "InferenceFailed", "one inference on zeros failed"),
+    ],
+)
+def test_validate_names_why_a_model_cannot_serve(
+    tmp_path: object, build: Callable[[str], str], reason: str, detail: str
+) -> None:
+    path, digest = saved(tmp_path, build)
+    report = validate_report(tmp_path, "--uri", path, "--sha256", digest)
+    assert (report["ok"], report["reason"]) == (False, reason)
+    assert detail in report["error"]
+
+
+def test_validate_a_truncated_model_is_not_onnx(
+    artifact: tuple[str, str], tmp_path: object
+) -> None:
+    path = os.path.join(str(tmp_path), "model.onnx")
+    with open(artifact[0], "rb") as source, open(path, "wb") as out:
+        out.write(source.read()[:100])
+    report = validate_report(tmp_path, "--uri", path, "--sha256", sha256_of(path))
+    assert report["reason"] == "NotOnnx"
+    assert "truncated protobuf" in report["error"]
+
+
+class FlakyThenGood(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first ``failures`` GETs, then the file; counts the GETs and keeps
+    the Authorization headers it saw."""
+
+    body = b""
+    failures = 0
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        if len(type(self).seen) <= type(self).failures:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky(artifact: tuple[str, str]) -> Iterator[tuple[type[FlakyThenGood], str]]:
+    with open(artifact[0], "rb") as source:
+        handler = type("Flaky", (FlakyThenGood,), {"body": source.read(), "seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield handler, f"http://127.0.0.1:{server.server_address[1]}/model.onnx"
+    server.shutdown()
+    server.server_close()
+
+
+def test_validate_retries_a_busy_server_and_sends_the_secret_authorization(
+    artifact: tuple[str, str], flaky: tuple[type[FlakyThenGood], str], tmp_path: object
+) -> None:
+    handler, uri = flaky
+    handler.failures = 2
+    report = validate_report(tmp_path, "--uri", uri, "--sha256", artifact[1],
+                             env={"KILN_FETCH_AUTHORIZATION": "Bearer s3cret"})  # fmt: skip
+    assert report["ok"] is True
+    assert handler.seen == ["Bearer s3cret"] * 3
+
+
+def test_validate_gives_up_on_an_unreachable_uri_after_its_attempts(
+    artifact: tuple[str, str], tmp_path: object
+) -> None:
+    uri = f"http://127.0.0.1:{free_port()}/model.onnx"
+    report = validate_report(tmp_path, "--uri", uri, "--sha256", artifact[1],
+                             "--fetch-attempts", "2")  # fmt: skip
+    assert report["reason"] == "FetchFailed"
+    assert report["error"].startswith(f"GET {uri} failed")
+    assert report["error"].endswith("(after 2 attempts)")
+
+
+def test_a_missing_object_is_not_retried() -> None:
+    sleeps: list[float] = []
+    calls: list[int] = []
+
+    def attempt() -> str:
+        calls.append(1)
+        raise FetchError("answered HTTP 404 Not Found")
+
+    with pytest.raises(FetchError, match="404"):
+        with_retries(attempt, attempts=4, sleep=sleeps.append)
+    assert (len(calls), sleeps) == (1, [])
+
+
+def test_transient_failures_back_off_exponentially() -> None:
+    sleeps: list[float] = []
+
+    def attempt() -> str:
+        raise FetchError("connection refused", transient=True)
+
+    with pytest.raises(FetchError, match=r"connection refused \(after 4 attempts\)"):
+        with_retries(attempt, attempts=4, first_delay=0.5, sleep=sleeps.append)
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def write_baseline_json(tmp_path: object, document: object) -> str:
+    path = os.path.join(str(tmp_path), "baseline.json")
+    with open(path, "w") as out:
+        json.dump(document, out)
+    return path
+
+
+def test_validate_checks_the_baseline_as_serving_will(tmp_path: object) -> None:
+    path, digest = saved(tmp_path, models.tabular)
+    good = compute_baseline(np.random.default_rng(1).standard_normal((200, 8)))
+    baseline = write_baseline_json(tmp_path, good)
+    report = validate_report(tmp_path, "--uri", path, "--sha256", digest,
+                             "--baseline-uri", baseline,
+                             "--baseline-sha256", sha256_of(baseline))  # fmt: skip
+    assert report["baseline"] == {"input": "input", "features": 8}
+
+    too_wide = compute_baseline(np.random.default_rng(1).standard_normal((200, 9)))
+    wide = write_baseline_json(tmp_path, too_wide)
+    report = validate_report(tmp_path, "--uri", path, "--sha256", digest, "--baseline-uri", wide)
+    assert report["reason"] == "BaselineInvalid"
+    assert "is column 8, but input 'input' has 8 columns" in report["error"]
+
+    other = write_baseline_json(tmp_path, {"format": "kiln.baseline/v9", "features": []})
+    report = validate_report(tmp_path, "--uri", path, "--sha256", digest, "--baseline-uri", other)
+    assert report["reason"] == "BaselineInvalid"
+    assert "unknown baseline format 'kiln.baseline/v9'" in report["error"]
+
+    report = validate_report(tmp_path, "--uri", path, "--sha256", digest,
+                             "--baseline-uri", wide, "--baseline-sha256", "0" * 64)  # fmt: skip
+    assert report["reason"] == "DigestMismatch"

@@ -26,9 +26,12 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+#: A pod failure matched a ``FailJob`` rule of the Job's ``podFailurePolicy``.
+POD_FAILURE_POLICY = "PodFailurePolicy"
 _FAILURE_MESSAGES = {
     BACKOFF_LIMIT_EXCEEDED: "Job has reached the specified backoff limit",
     DEADLINE_EXCEEDED: "Job was active longer than specified deadline",
+    POD_FAILURE_POLICY: "Container failed with an exit code matching FailJob rule at index 0",
 }
 
 

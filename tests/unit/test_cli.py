@@ -42,3 +42,17 @@ def test_operator_refuses_a_worker_count_out_of_range() -> None:
     )
     assert result.returncode == 2
     assert "--workers must lie in 1..64" in result.stderr
+
+
+def test_operator_takes_the_model_server_image_and_refuses_a_zero_validation_deadline() -> None:
+    from kiln_operator.cli import parse_args
+
+    options = parse_args(["-A", "--model-server-image", "registry.example/kiln-server:1"])
+    assert options.model_server_image == "registry.example/kiln-server:1"
+    assert options.validation_deadline_seconds == 600
+    result = subprocess.run(
+        ["kiln-operator", "-A", "--validation-deadline", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--validation-deadline must be at least 1" in result.stderr

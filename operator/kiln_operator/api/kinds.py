@@ -96,6 +96,7 @@ MODEL_VERSION = KindInfo(
         PrinterColumn("Version", "integer", ".spec.version", "The version number"),
         PrinterColumn("Phase", "string", ".status.phase", "Validation phase"),
         PrinterColumn("Approved", "boolean", ".spec.approved", "Human approval"),
+        PrinterColumn("Metric", "string", ".status.keyMetric", "The key metric and its value"),
         _ready(),
         PrinterColumn(
             "Run", "string", ".spec.lineage.run", "The training run it came from", priority=1

@@ -14,7 +14,9 @@ from pydantic import Field
 from kiln_operator.api.common import (
     ApiModel,
     Conditions,
+    LocalObjectReference,
     MetricMap,
+    MetricName,
     ModelName,
     Sha256,
     StorageUri,
@@ -97,8 +99,15 @@ class ModelVersionSpec(ApiModel):
     """The model file; immutable, so a version always means the same bytes."""
     baseline: Baseline | None = None
     """Training-data statistics for drift detection."""
+    credentials: LocalObjectReference | None = None
+    """A Secret in this namespace whose keys become the environment of every fetch of the
+    artifact and baseline (validation and serving): `KILN_FETCH_AUTHORIZATION` is sent as
+    the `Authorization` header of http(s) requests; `AWS_ACCESS_KEY_ID`,
+    `AWS_SECRET_ACCESS_KEY` and `AWS_ENDPOINT_URL` serve s3."""
     metrics: MetricMap | None = None
     """Evaluation metrics of this version (e.g. `accuracy: 0.94`)."""
+    key_metric: MetricName | None = None
+    """The metric `kubectl get modelversions` shows (default: the first in name order)."""
     lineage: Lineage | None = None
     """Where the version came from."""
     approved: bool = False
@@ -127,6 +136,19 @@ class Signature(ApiModel):
     """The model's outputs."""
 
 
+class Approval(ApiModel):
+    """Who set `spec.approved`, and when."""
+
+    approved_by: Annotated[str, Field(max_length=253)]
+    """The `kiln.dev/approved-by` annotation written with the approval, else the field
+    manager that set `spec.approved` (e.g. `kubectl-patch`)."""
+    field_manager: Annotated[str, Field(max_length=128)] | None = None
+    """The field manager that owns `spec.approved`."""
+    approved_at: Timestamp
+    """When the approval was made (the managed-fields time of that write, else when the
+    operator first saw it)."""
+
+
 class ModelVersionStatus(ApiModel):
     """What validation found."""
 
@@ -140,8 +162,17 @@ class ModelVersionStatus(ApiModel):
     """The model's inputs and outputs."""
     size_bytes: Annotated[int, Format("int64")] | None = None
     """Size of the artifact in bytes."""
+    opset: Annotated[int, Format("int64")] | None = None
+    """The model's ONNX opset (default domain)."""
+    baseline_features: Annotated[int, Format("int64")] | None = None
+    """Features of the baseline that validation checked against the model's input."""
+    key_metric: Annotated[str, Field(max_length=128)] | None = None
+    """The key metric and its value, e.g. `accuracy=0.94`."""
+    approval: Approval | None = None
+    """Who approved the version and when; absent while it is not approved."""
     validation_job: Annotated[str, Field(max_length=63)] | None = None
-    """The Job that validated the artifact."""
+    """The Job that validated the artifact (named by a digest of what it checks, so each
+    artifact and baseline is validated once)."""
     validated_at: Timestamp | None = None
     """When validation finished."""
 

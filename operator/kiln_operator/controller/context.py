@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from kiln_operator import kube
 from kiln_operator.accelerators import AcceleratorMap
 from kiln_operator.controller.recorder import EventRecorder
+from kiln_operator.options import DEFAULT_MODEL_SERVER_IMAGE
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class Settings:
     """Look at every object again at least this often, even without events."""
     workers: int = 4
     """Reconciles of one kind that may run at once (of different objects)."""
+    model_server_image: str = DEFAULT_MODEL_SERVER_IMAGE
+    """The image with ``kiln-server`` as its entrypoint (validation Jobs, serving pods)."""
+    validation_deadline_seconds: int = 600
+    """How long a validation Job may take, pulls and retries included."""
 
 
 def _utc_now() -> dt.datetime:

@@ -1,6 +1,6 @@
-"""Kinds whose reconcilers are still to come (ModelVersion, InferenceService): their
-objects are only followed and logged for now, through the same controller core, so the
-operator already watches them the way their reconcilers will."""
+"""Kinds whose reconcilers are still to come (InferenceService): their objects are only
+followed and logged for now, through the same controller core, so the operator already
+watches them the way their reconcilers will."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kiln_operator.controller.runner import Controller
 from kiln_operator.controller.watches import for_kind
 from kiln_operator.objectlog import object_log
 
-FOLLOWED: tuple[kube.Resource, ...] = (kube.MODEL_VERSIONS, kube.INFERENCE_SERVICES)
+FOLLOWED: tuple[kube.Resource, ...] = (kube.INFERENCE_SERVICES,)
 
 
 def controllers() -> list[Controller]:
