@@ -17,6 +17,7 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,27 +134,48 @@ def warnings_of(kube: KubeClient, namespace: str, name: str) -> list[Obj]:
     ]
 
 
-def validate(
-    kube: KubeClient, workloads: Workloads, namespace: str, pvc_root: Path, body: Obj
-) -> Obj:
-    """Apply ``body``, run its validation Job's pod for real, return the final status."""
-    name = body["metadata"]["name"]
-    kube.apply_manifest([body], namespace)
-    job = wait_for_validation_job(kube, namespace, name)
-    run_validation_job(kube, workloads, job, pvc_root)
-    return wait_until(  # type: ignore[no-any-return]
-        f"a verdict on {name}",
-        lambda: (s := status_of(kube, namespace, name)).get("phase") in ("Ready", "Failed") and s,
-    )
+@dataclass(frozen=True)
+class Rig:
+    """What each test here works with: the cluster, its namespace, the stand-in kubelet,
+    the running operator and the folder standing for the validation pods' ``/mnt/pvc``."""
+
+    kube: KubeClient
+    namespace: str
+    workloads: Workloads
+    operator: OperatorProcess
+    pvc_root: Path
 
 
-def test_a_good_artifact_becomes_ready_with_its_real_signature(
+@pytest.fixture
+def rig(
     kube: KubeClient,
     namespace: str,
     workloads: Workloads,
     validating_operator: OperatorProcess,
     pvc_root: Path,
+) -> Rig:
+    return Rig(kube, namespace, workloads, validating_operator, pvc_root)
+
+
+def validate(rig: Rig, body: Obj) -> Obj:
+    """Apply ``body``, run its validation Job's pod for real, return the final status."""
+    name = body["metadata"]["name"]
+    rig.kube.apply_manifest([body], rig.namespace)
+    job = wait_for_validation_job(rig.kube, rig.namespace, name)
+    run_validation_job(rig.kube, rig.workloads, job, rig.pvc_root)
+    return wait_until(  # type: ignore[no-any-return]
+        f"a verdict on {name}",
+        lambda: (
+            (s := status_of(rig.kube, rig.namespace, name)).get("phase") in ("Ready", "Failed")
+            and s
+        ),
+    )
+
+
+def test_a_good_artifact_becomes_ready_with_its_real_signature(
+    rig: Rig,
 ) -> None:
+    kube, namespace, workloads, pvc_root = rig.kube, rig.namespace, rig.workloads, rig.pvc_root
     uri, sha256 = place(pvc_root, "iris/v1")
     baseline = pvc_root / CLAIM / "iris" / "v1" / "baseline.json"
     rows = np.random.default_rng(3).standard_normal((100, 8))
@@ -219,15 +241,12 @@ def not_onnx(directory: str) -> str:
     ],
 )
 def test_a_bad_artifact_fails_with_its_precise_reason_and_a_warning(
-    kube: KubeClient,
-    namespace: str,
-    workloads: Workloads,
-    validating_operator: OperatorProcess,
-    pvc_root: Path,
+    rig: Rig,
     case: str,
     reason: str,
     message: str,
 ) -> None:
+    kube, namespace, pvc_root = rig.kube, rig.namespace, rig.pvc_root
     build = {"not-onnx": not_onnx, "fails": models.fails_at_inference}.get(case, models.tabular)
     uri, sha256 = place(pvc_root, case, build)
     spec: Obj = {}
@@ -238,9 +257,7 @@ def test_a_bad_artifact_fails_with_its_precise_reason_and_a_warning(
     elif case == "baseline":
         (pvc_root / CLAIM / case / "baseline.json").write_text('{"format": "other/v2"}')
         spec["baseline"] = {"uri": f"pvc://{CLAIM}/{case}/baseline.json"}
-    status = validate(
-        kube, workloads, namespace, pvc_root, model_version(case, uri, sha256, **spec)
-    )
+    status = validate(rig, model_version(case, uri, sha256, **spec))
     assert status["phase"] == "Failed"
     validated = condition(status, "Validated")
     assert (validated["status"], validated["reason"]) == ("False", reason)
@@ -256,13 +273,10 @@ def test_a_bad_artifact_fails_with_its_precise_reason_and_a_warning(
 
 
 def test_credentials_from_the_referenced_secret_fetch_a_guarded_artifact(
-    kube: KubeClient,
-    namespace: str,
-    workloads: Workloads,
-    validating_operator: OperatorProcess,
-    pvc_root: Path,
+    rig: Rig,
     token_server: str,
 ) -> None:
+    kube, namespace, pvc_root = rig.kube, rig.namespace, rig.pvc_root
     _, sha256 = place(pvc_root, "guarded")
     secret = {
         "apiVersion": "v1",
@@ -273,25 +287,22 @@ def test_credentials_from_the_referenced_secret_fetch_a_guarded_artifact(
     kube.apply_manifest([secret], namespace)
     uri = f"{token_server}/guarded/model.onnx"
     body = model_version("guarded", uri, sha256, credentials={"name": "model-store"})
-    status = validate(kube, workloads, namespace, pvc_root, body)
+    status = validate(rig, body)
     assert status["phase"] == "Ready", condition(status, "Validated")
     job = validation_jobs(kube, namespace, "guarded")[0]
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["envFrom"] == [{"secretRef": {"name": "model-store"}}]
 
     without = model_version("unguarded", uri, sha256, version=2)
-    refused = validate(kube, workloads, namespace, pvc_root, without)
+    refused = validate(rig, without)
     assert condition(refused, "Validated")["reason"] == "FetchFailed"
     assert "answered HTTP 403" in condition(refused, "Validated")["message"]
 
 
 def test_nothing_is_validated_twice_and_a_job_lost_before_its_verdict_is_replaced(
-    kube: KubeClient,
-    namespace: str,
-    workloads: Workloads,
-    validating_operator: OperatorProcess,
-    pvc_root: Path,
+    rig: Rig,
 ) -> None:
+    kube, namespace, pvc_root = rig.kube, rig.namespace, rig.pvc_root
     uri, sha256 = place(pvc_root, "once")
     kube.apply_manifest([model_version("lost", uri, sha256, version=2)], namespace)
     lost = wait_for_validation_job(kube, namespace, "lost")
@@ -308,7 +319,7 @@ def test_nothing_is_validated_twice_and_a_job_lost_before_its_verdict_is_replace
     )[0]
     assert replacement["metadata"]["name"] == lost["metadata"]["name"]
 
-    status = validate(kube, workloads, namespace, pvc_root, model_version("once", uri, sha256))
+    status = validate(rig, model_version("once", uri, sha256))
     assert status["phase"] == "Ready"
     (job,) = validation_jobs(kube, namespace, "once")
     kube.delete(
@@ -316,7 +327,7 @@ def test_nothing_is_validated_twice_and_a_job_lost_before_its_verdict_is_replace
     )
     wait_until("the Job gone", lambda: not validation_jobs(kube, namespace, "once"))
     kube.patch(KILN, "ModelVersion", "once", namespace, {"spec": {"description": "edited"}})
-    validating_operator.restart()
+    rig.operator.restart()
     # The restarted operator lists every ModelVersion again; the edit and the restart are
     # reconciled against a verdict already recorded for this artifact: no new Job.
     wait_until(
@@ -325,18 +336,15 @@ def test_nothing_is_validated_twice_and_a_job_lost_before_its_verdict_is_replace
     )
     assert validation_jobs(kube, namespace, "once") == []
     assert status_of(kube, namespace, "once")["phase"] == "Ready"
-    validating_operator.assert_no_unhandled_exceptions()
+    rig.operator.assert_no_unhandled_exceptions()
 
 
 def test_approval_records_who_approved_and_when(
-    kube: KubeClient,
-    namespace: str,
-    workloads: Workloads,
-    validating_operator: OperatorProcess,
-    pvc_root: Path,
+    rig: Rig,
 ) -> None:
+    kube, namespace, pvc_root = rig.kube, rig.namespace, rig.pvc_root
     uri, sha256 = place(pvc_root, "approved")
-    status = validate(kube, workloads, namespace, pvc_root, model_version("approved", uri, sha256))
+    status = validate(rig, model_version("approved", uri, sha256))
     assert "approval" not in status
     kube.patch(
         KILN,

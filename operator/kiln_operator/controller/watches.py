@@ -67,6 +67,13 @@ def owns(resource: kube.Resource, owner_label: str, owner_annotation: str) -> Wa
     return Watch(resource, owner, label_selector=owner_label)
 
 
+def owns_all(
+    resources: Iterable[kube.Resource], owner_label: str, owner_annotation: str
+) -> list[Watch]:
+    """:func:`owns` for each of ``resources`` (e.g. a kind's Jobs and their pods)."""
+    return [owns(resource, owner_label, owner_annotation) for resource in resources]
+
+
 def maps(resource: kube.Resource, mapper: Mapper, label_selector: str | None = None) -> Watch:
     """Other objects whose changes concern the controller's objects, through ``mapper``."""
     return Watch(resource, mapper, label_selector=label_selector)

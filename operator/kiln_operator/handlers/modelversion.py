@@ -12,7 +12,7 @@ import functools
 from kiln_operator import kube, naming
 from kiln_operator.controller.context import OperatorContext
 from kiln_operator.controller.runner import Controller
-from kiln_operator.controller.watches import for_kind, owns
+from kiln_operator.controller.watches import for_kind, owns_all
 from kiln_operator.reconcilers import modelversion
 
 
@@ -22,8 +22,11 @@ def controller(ctx: OperatorContext) -> Controller:
         reconcile=functools.partial(modelversion.reconcile, ctx),
         watches=[
             for_kind(kube.MODEL_VERSIONS),
-            owns(kube.JOBS, naming.MODEL_VERSION_OWNER_LABEL, naming.MODEL_VERSION_ANNOTATION),
-            owns(kube.PODS, naming.MODEL_VERSION_OWNER_LABEL, naming.MODEL_VERSION_ANNOTATION),
+            *owns_all(
+                (kube.JOBS, kube.PODS),
+                naming.MODEL_VERSION_OWNER_LABEL,
+                naming.MODEL_VERSION_ANNOTATION,
+            ),
         ],
         workers=ctx.settings.workers,
     )

@@ -15,7 +15,7 @@ import functools
 from kiln_operator import kube, naming
 from kiln_operator.controller.context import OperatorContext
 from kiln_operator.controller.runner import Controller
-from kiln_operator.controller.watches import for_kind, owns
+from kiln_operator.controller.watches import for_kind, owns_all
 from kiln_operator.reconcilers import trainingjob
 
 
@@ -25,8 +25,9 @@ def controller(ctx: OperatorContext) -> Controller:
         reconcile=functools.partial(trainingjob.reconcile, ctx),
         watches=[
             for_kind(kube.TRAINING_JOBS),
-            owns(kube.JOBS, naming.TRAINING_JOB_LABEL, naming.TRAINING_JOB_ANNOTATION),
-            owns(kube.PODS, naming.TRAINING_JOB_LABEL, naming.TRAINING_JOB_ANNOTATION),
+            *owns_all(
+                (kube.JOBS, kube.PODS), naming.TRAINING_JOB_LABEL, naming.TRAINING_JOB_ANNOTATION
+            ),
         ],
         workers=ctx.settings.workers,
     )
