@@ -11,6 +11,7 @@ and run requests arriving meanwhile, with no run, request or version lost or dou
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -74,18 +75,21 @@ def operator_writes(operator: OperatorProcess) -> float:
 # -- a burst of events ---------------------------------------------------------------------
 
 BURST = 100
-#: Writers sending the burst at once (the events still reach the watch one by one).
-BURST_WRITERS = 8
+#: Writers sending the burst at once. More are slower, not faster: on a 2-core machine
+#: the API server is the bottleneck, and contention stretches the burst.
+BURST_WRITERS = 2
 #: The queue holds a key once and runs one reconcile per key at a time, and a watch event
 #: only schedules an add ``COALESCE_SECONDS`` later (a pending earlier add wins). So a burst
-#: lasting T seconds costs about T / COALESCE_SECONDS reconciles plus the one in flight when
-#: it ends and the one queued behind it (measured: 100 patches in 2.0 s on a real API server
-#: under load, 18 reconciles); never more than a quarter of the events.
+#: whose events arrive over T seconds costs at most about T / COALESCE_SECONDS reconciles,
+#: plus the one in flight when it ends and the one queued behind it. Measured: 100 patches
+#: in 0.3 s on the emulator, 3 reconciles; in 0.6 s on a real API server, 6; in 2.4 s with
+#: 32 writers contending, 18. Never more than a quarter of the events, however slow.
 MAX_BURST_RECONCILES = BURST // 4
 
 
 def burst_bound(burst_seconds: float) -> int:
-    return min(MAX_BURST_RECONCILES, math.ceil(burst_seconds / COALESCE_SECONDS) + 3)
+    """The most reconciles a burst whose events arrive over ``burst_seconds`` may cost."""
+    return min(MAX_BURST_RECONCILES, math.ceil(burst_seconds / COALESCE_SECONDS) + 2)
 
 
 def test_a_burst_of_100_events_for_one_trainingjob_is_a_handful_of_reconciles(
@@ -117,18 +121,20 @@ def test_a_burst_of_100_events_for_one_trainingjob_is_a_handful_of_reconciles(
             and seen - events_before
         ),
     )
+    # ... over this long (the writes, plus the watch's delay in delivering them) ...
+    delivered_seconds = time.monotonic() - started
     # ... and were reconciled, but as a handful.
     burst_reconciles = settled_reconciles(operator) - before
-    bound = burst_bound(burst_seconds)
+    bound = burst_bound(delivered_seconds)
     print(
-        f"{BURST} patches in {burst_seconds:.2f}s: {events:.0f} watch events of the "
-        f"TrainingJob, {burst_reconciles:.0f} reconciles (coalescing window "
-        f"{COALESCE_SECONDS}s, bound {bound})"
+        f"{BURST} patches in {burst_seconds:.2f}s, delivered in {delivered_seconds:.2f}s: "
+        f"{events:.0f} watch events of the TrainingJob, {burst_reconciles:.0f} reconciles "
+        f"(coalescing window {COALESCE_SECONDS}s, bound {bound})"
     )
     assert events <= BURST + 5, "more TrainingJob events than the burst made: someone else wrote"
     assert burst_reconciles >= 1, "the burst's events never caused a reconcile"
     assert burst_reconciles <= bound, (
-        f"{BURST} events in {burst_seconds:.2f}s caused {burst_reconciles:.0f} reconciles"
+        f"{BURST} events in {delivered_seconds:.2f}s caused {burst_reconciles:.0f} reconciles"
     )
     assert operator_writes(operator) == writes_before, "an annotation burst made the operator write"
     assert [j["metadata"]["name"] for j in jobs_of(kube, namespace)] == [job["metadata"]["name"]]
@@ -277,6 +283,9 @@ def play_runs_until_done(kube: KubeClient, namespace: str, workloads: Workloads)
 
 
 def replica_counts(replica: OperatorProcess) -> dict[str, float]:
+    """What one replica did and lost. Job creates are counted from its log: the API
+    request counter's ``jobs`` also holds the ModelVersion controller's Jobs."""
+
     def requests(**labels: str) -> float:
         return replica.metric(API_REQUESTS, **labels)
 
@@ -285,8 +294,10 @@ def replica_counts(replica: OperatorProcess) -> dict[str, float]:
             verb="patch", resource="trainingjobs", code="200"
         ),
         "patch conflicts (409)": requests(verb="patch", resource="trainingjobs", code="409"),
-        "jobs created": requests(verb="create", resource="jobs", code="201"),
-        "job creates lost (409)": requests(verb="create", resource="jobs", code="409"),
+        "runs started": len(re.findall(r": started run ", replica.logs())),
+        "runs another replica created first": len(
+            re.findall(r"was created by another writer", replica.logs())
+        ),
         "versions created": requests(verb="create", resource="modelversions", code="201"),
         "version creates lost (409)": requests(verb="create", resource="modelversions", code="409"),
         "reconciles requeued": replica.metric(RECONCILES, kind="TrainingJob", result="requeued"),
@@ -369,11 +380,15 @@ def test_two_replicas_writing_status_at_once_lose_no_run_no_request_and_no_versi
         assert len(history.versions.get(name, [])) > RUNS_EACH, f"{name}: no status history"
         assert history.regressions(name) == [], f"{name}: a status write lost an earlier one"
 
-    # The race was real: both replicas wrote TrainingJobs, and writes collided.
+    # The race was real: both replicas wrote status, and writes collided. (Which replica
+    # starts the runs of one TrainingJob is a matter of timing: one may start them all.)
     for index, replica_count in enumerate(counts, start=1):
         assert replica_count["status and annotation patches"] > 0, f"replica {index} never wrote"
+    assert sum(c["runs started"] for c in counts) == len(all_runs), "a run was started twice"
     collisions = sum(
-        c["patch conflicts (409)"] + c["job creates lost (409)"] + c["version creates lost (409)"]
+        c["patch conflicts (409)"]
+        + c["runs another replica created first"]
+        + c["version creates lost (409)"]
         for c in counts
     )
     assert collisions > 0, "the replicas never collided: the test raced nothing"

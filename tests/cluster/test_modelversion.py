@@ -126,6 +126,19 @@ def wait_for_phase(kube: KubeClient, namespace: str, name: str, phase: str) -> O
     )
 
 
+def event_reasons(kube: KubeClient, namespace: str, name: str) -> list[str]:
+    return [
+        e["reason"]
+        for e in kube.list("v1", "Event", namespace)["items"]
+        if e["involvedObject"].get("name") == name
+    ]
+
+
+def wait_for_event(kube: KubeClient, namespace: str, name: str, reason: str) -> None:
+    """Events are written after the status they announce: wait for one."""
+    wait_until(f"a {reason} event", lambda: reason in event_reasons(kube, namespace, name))
+
+
 def warnings_of(kube: KubeClient, namespace: str, name: str) -> list[Obj]:
     return [
         e
@@ -214,12 +227,7 @@ def test_a_good_artifact_becomes_ready_with_its_real_signature(
     assert condition(status, "Validated")["status"] == "True"
     assert condition(status, "Ready")["status"] == "True"
     assert status["observedGeneration"] == 1
-    reasons = [
-        e["reason"]
-        for e in kube.list("v1", "Event", namespace)["items"]
-        if e["involvedObject"].get("name") == "iris-v1"
-    ]
-    assert "Validated" in reasons
+    wait_for_event(kube, namespace, "iris-v1", "Validated")
     assert warnings_of(kube, namespace, "iris-v1") == []
 
 
@@ -363,12 +371,7 @@ def test_approval_records_who_approved_and_when(
     assert approval["approvedBy"] == "alice@example.com"
     assert approval["fieldManager"] == "release-bot"
     assert approval["approvedAt"].endswith("Z")
-    reasons = [
-        e["reason"]
-        for e in kube.list("v1", "Event", namespace)["items"]
-        if e["involvedObject"].get("name") == "approved"
-    ]
-    assert "Approved" in reasons
+    wait_for_event(kube, namespace, "approved", "Approved")
     kube.patch(KILN, "ModelVersion", "approved", namespace, {"spec": {"approved": False}})
     wait_until(
         "the approval dropped",

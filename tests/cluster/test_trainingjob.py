@@ -859,6 +859,17 @@ def set_master_port_default(kube: KubeClient, value: int | None) -> None:
     kube.patch("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd, None, ops, "json")
 
 
+def wait_for_master_port_default(kube: KubeClient, namespace: str, value: int | None) -> None:
+    """A real API server serves a changed CRD a moment after the write: wait until a
+    dry-run create of a TrainingJob shows the new default (or none)."""
+
+    def in_effect() -> bool:
+        answer = kube.create(training_job("default-probe"), namespace, dryRun="All")
+        return answer["spec"].get("masterPort") == value
+
+    wait_until(f"spec.masterPort's default to be {value}", in_effect)
+
+
 def test_a_crd_default_changed_by_a_release_reruns_nothing(
     cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -870,6 +881,7 @@ def test_a_crd_default_changed_by_a_release_reruns_nothing(
     )
     try:
         set_master_port_default(kube, None)
+        wait_for_master_port_default(kube, namespace, None)
         kube.apply_manifest([training_job()], namespace)
         wait_for_jobs(kube, namespace, 1)
         wait_for_status(kube, namespace, lambda s: s.get("observedSpecGeneration") == 1)
@@ -893,6 +905,7 @@ def test_a_crd_default_changed_by_a_release_reruns_nothing(
         wait_for_jobs(kube, namespace, 2)
     finally:
         set_master_port_default(kube, 29500)
+        wait_for_master_port_default(kube, namespace, 29500)
         process.stop()
     process.assert_no_unhandled_exceptions()
 
