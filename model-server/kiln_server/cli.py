@@ -161,13 +161,18 @@ def _add_serve(sub: Any) -> None:
     _env_flag(serve, "--log-level", "INFO")
 
 
-def _add_artifact_flags(parser: argparse.ArgumentParser) -> None:
+def _add_artifact_flags(parser: argparse.ArgumentParser, digest_required: bool = True) -> None:
     parser.add_argument(
         "--uri",
         required=True,
         help="path, file://, pvc://claim/path, http(s):// or s3://bucket/key",
     )
-    parser.add_argument("--sha256", required=True, help="expected digest, 64 hex digits")
+    parser.add_argument(
+        "--sha256",
+        required=digest_required,
+        help="expected digest, 64 hex digits"
+        + ("" if digest_required else "; without it the file is not verified"),
+    )
     _env_flag(
         parser, "--pvc-root", "/mnt/pvc", help="where pvc://<claim> is mounted as <root>/<claim>"
     )
@@ -196,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the JSON report also goes",
     )
     fetch = sub.add_parser("fetch", help="download a model artifact and verify its digest")
-    _add_artifact_flags(fetch)
+    # A baseline may have no registered digest; a model artifact always has one (the
+    # operator always passes it), so only a baseline is ever fetched unverified.
+    _add_artifact_flags(fetch, digest_required=False)
     fetch.add_argument("--dest", required=True, help="folder; the artifact becomes DEST/model.onnx")
     fetch.add_argument("--filename", default="model.onnx", help="file name inside --dest")
     return parser
@@ -243,6 +250,12 @@ def _serve(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from kiln_server.fetch import FetchError, fetch
 
+    if args.sha256 is None:
+        print(
+            f"kiln-server fetch: warning: no --sha256 given; {args.uri} is fetched "
+            "without verifying its digest",
+            file=sys.stderr,
+        )
     try:
         path = fetch(
             args.uri,

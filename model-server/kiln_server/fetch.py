@@ -4,7 +4,8 @@ Schemes: a plain path or ``file://`` (local), ``pvc://<claim>/<path>`` (the clai
 ``<pvc_root>/<claim>``, default root ``/mnt/pvc``), ``http://``/``https://`` (streamed), and
 ``s3://<bucket>/<key>`` with the ``s3`` extra (boto3; ``AWS_ENDPOINT_URL`` selects any
 S3-compatible store). Downloads land in a temporary file next to the destination and are
-renamed into place only once the digest matches.
+renamed into place only once the digest matches. A file with no registered digest (a
+baseline may have none) is fetched the same way, unverified; ``kiln-server fetch`` warns.
 
 Credentials come from the environment, so a pod gets them from a Secret (``envFrom``):
 ``KILN_FETCH_AUTHORIZATION`` is sent as the ``Authorization`` header of http(s) requests

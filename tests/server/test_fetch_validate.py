@@ -1,5 +1,6 @@
-"""``kiln-server fetch`` and ``validate``: local, pvc, http and s3 sources, digests always
-checked, and the signature report in stdout and the termination message."""
+"""``kiln-server fetch`` and ``validate``: local, pvc, http and s3 sources, digests checked
+whenever given (``validate`` always needs one; ``fetch`` without one warns), and the signature
+report in stdout and the termination message."""
 
 from __future__ import annotations
 
@@ -387,3 +388,40 @@ def test_validate_checks_the_baseline_as_serving_will(tmp_path: object) -> None:
     report = validate_report(tmp_path, "--uri", path, "--sha256", digest,
                              "--baseline-uri", wide, "--baseline-sha256", "0" * 64)  # fmt: skip
     assert report["reason"] == "DigestMismatch"
+
+
+def test_fetch_without_a_digest_places_the_file_unverified_and_warns(
+    artifact: tuple[str, str], http_root: str, tmp_path: object
+) -> None:
+    dest = os.path.join(str(tmp_path), "model")
+    result = kiln("fetch", "--uri", f"{http_root}/model.onnx", "--dest", dest,
+                  "--filename", "baseline.json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    placed = os.path.join(dest, "baseline.json")
+    assert result.stdout.strip() == placed
+    assert sha256_of(placed) == artifact[1]
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning == (
+        f"kiln-server fetch: warning: no --sha256 given; {http_root}/model.onnx is fetched "
+        "without verifying its digest"
+    )
+
+
+def test_fetch_with_a_digest_does_not_warn(artifact: tuple[str, str], tmp_path: object) -> None:
+    result = kiln("fetch", "--uri", artifact[0], "--sha256", artifact[1], "--dest", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_fetch_without_a_digest_still_reports_a_missing_file(tmp_path: object) -> None:
+    missing = os.path.join(str(tmp_path), "nope.json")
+    result = kiln("fetch", "--uri", missing, "--dest", os.path.join(str(tmp_path), "out"))
+    assert result.returncode == 1
+    assert f"{missing}: no such file {missing}" in result.stderr
+
+
+def test_validate_still_requires_a_digest(artifact: tuple[str, str], tmp_path: object) -> None:
+    result = kiln("validate", "--uri", artifact[0], "--termination-message-path",
+                  os.path.join(str(tmp_path), "termination-log"))  # fmt: skip
+    assert result.returncode == 2
+    assert "the following arguments are required: --sha256" in result.stderr
