@@ -27,6 +27,12 @@ MODEL_LABEL: Final = "kiln.dev/model"
 MODEL_VERSION_LABEL: Final = "kiln.dev/model-version"
 #: On a ModelVersion's children (its validation Job and pods): the ModelVersion's name.
 MODEL_VERSION_OWNER_LABEL: Final = "kiln.dev/modelversion"
+#: On an InferenceService's children (Deployments, pods, Services, HPAs, the PDB, the
+#: HTTPRoute): the InferenceService's name.
+INFERENCE_SERVICE_LABEL: Final = "kiln.dev/inferenceservice"
+#: On an InferenceService's Deployments (never their pod template, so that promotion
+#: restarts nothing): ``stable`` or ``canary``.
+TRACK_LABEL: Final = "kiln.dev/track"
 
 # -- annotations ---------------------------------------------------------------------------
 #: On a TrainingJob: changing its value asks for a run ("on demand").
@@ -51,10 +57,17 @@ MODEL_VERSION_ANNOTATION: Final = "kiln.dev/modelversion"
 #: On a ModelVersion: who approved it, copied into ``status.approval.approvedBy``.
 APPROVED_BY_ANNOTATION: Final = "kiln.dev/approved-by"
 
+#: On an InferenceService's children and pods: the InferenceService's full name.
+INFERENCE_SERVICE_ANNOTATION: Final = "kiln.dev/inferenceservice"
+
 #: The training container's name in every run's pod.
 TRAINER_CONTAINER: Final = "trainer"
 #: The container of a ModelVersion's validation pod.
 VALIDATOR_CONTAINER: Final = "validate"
+#: The containers of a model-server pod: the model server, and the init container that
+#: fetches the model.
+SERVER_CONTAINER: Final = "kiln-server"
+FETCH_CONTAINER: Final = "fetch"
 
 MAX_LABEL_VALUE: Final = 63
 #: Job names stay short enough that `<job>-<index>` pod hostnames of Indexed Jobs and the
@@ -123,6 +136,19 @@ def service_name(job_name: str) -> str:
 
 def model_version_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
+
+
+def serving_deployment_name(inference_service: str, version: int) -> str:
+    """``<inference service>-v<version>``: one Deployment per served ModelVersion."""
+    return f"{inference_service}-v{version}"
+
+
+def stable_service_name(inference_service: str) -> str:
+    return f"{inference_service}-stable"
+
+
+def canary_service_name(inference_service: str) -> str:
+    return f"{inference_service}-canary"
 
 
 def validation_job_name(model_version: str, key: str) -> str:

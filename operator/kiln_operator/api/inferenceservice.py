@@ -81,7 +81,7 @@ class Autoscaling(ApiModel):
     """The most replicas."""
     metric: Literal["cpu", "concurrency"] = "cpu"
     """Scale on CPU utilisation (percent of requests) or on in-flight requests per pod
-    (needs a custom-metrics adapter serving `kiln_inference_in_flight`)."""
+    (needs a custom-metrics adapter serving `kiln_inference_requests_in_flight`)."""
     target: Annotated[int, Field(ge=1, le=10000), Format("int32")] = 70
     """The target value: a CPU percentage, or in-flight requests per pod."""
 
@@ -281,6 +281,18 @@ class AnalysisRun(ApiModel):
     """Why."""
 
 
+class PodCounters(ApiModel):
+    """Cumulative counters of one canary pod, as scraped from its ``/metrics``."""
+
+    requests: Annotated[int, Field(ge=0), Format("int64")]
+    """Finished inference requests."""
+    errors: Annotated[int, Field(ge=0), Format("int64")]
+    """Of those, the ones answered with a 5xx code."""
+    buckets: Annotated[list[Annotated[int, Format("int64")]], Field(max_length=32)]
+    """Cumulative request-latency histogram counts, one per bucket of the server's
+    `kiln_inference_request_duration_seconds`, then `+Inf`."""
+
+
 class CanaryStatus(ApiModel):
     """The version being rolled out."""
 
@@ -296,6 +308,9 @@ class CanaryStatus(ApiModel):
     """When the current step began."""
     analysis: Annotated[list[AnalysisRun], Field(max_length=50)] | None = None
     """Recent analyses, oldest first."""
+    samples: Annotated[dict[str, PodCounters], Field(max_length=256)] | None = None
+    """Each canary pod's counters at the last analysis (or the step's start): the next
+    analysis judges what happened since."""
 
 
 class DriftStatus(ApiModel):
@@ -311,6 +326,17 @@ class DriftStatus(ApiModel):
     """When drift was last measured."""
     last_retrain: Timestamp | None = None
     """When drift last started a retraining run."""
+
+
+class SkippedVersion(ApiModel):
+    """A version newer than the desired one that the selection policy passed over."""
+
+    version: Annotated[int, Format("int64")]
+    """The version number."""
+    model_version: Annotated[str, Field(max_length=253)]
+    """The ModelVersion's name."""
+    reason: Annotated[str, Field(max_length=1024)]
+    """The rule it broke."""
 
 
 class HistoryEntry(ApiModel):
@@ -332,7 +358,9 @@ class InferenceServiceStatus(ApiModel):
     observed_generation: Annotated[int, Format("int64")] | None = None
     """The `metadata.generation` last reconciled."""
     conditions: Conditions | None = None
-    """`Ready`, `Progressing` (a rollout is under way) and `Degraded`."""
+    """`Ready` (a version serves), `Progressing` (a version is being deployed or rolled
+    out), `Degraded` (the desired version cannot be served, or its rollout was aborted) and
+    `Paused`."""
     desired_version: Annotated[int, Format("int64")] | None = None
     """The version the spec resolves to now."""
     serving: ServingVersion | None = None
@@ -344,7 +372,13 @@ class InferenceServiceStatus(ApiModel):
     drift: DriftStatus | None = None
     """Input drift."""
     aborted_version: Annotated[int, Format("int64")] | None = None
-    """A version whose rollout was aborted; it stays aborted until the spec changes."""
+    """A version whose rollout was aborted; it stays aborted until the spec changes or a
+    newer version is desired."""
+    aborted_generation: Annotated[int, Format("int64")] | None = None
+    """The `metadata.generation` the rollout of `abortedVersion` was aborted under."""
+    skipped: Annotated[list[SkippedVersion], Field(max_length=10)] | None = None
+    """Versions newer than the desired one that the selection policy passed over, newest
+    first, with the reason."""
     history: Annotated[list[HistoryEntry], Field(max_length=50)] | None = None
     """Recent rollout events, oldest first."""
 
