@@ -119,6 +119,11 @@ def test_no_new_finalizer_can_be_added_while_deleting(kube: KubeClient, namespac
 # -- garbage collection --------------------------------------------------------------------
 
 
+#: The real garbage collector learns of a CRD that was just created (the Widget kind here)
+#: from discovery, which it re-reads every 30 s: until then its dependents wait.
+GC_SECONDS = 90
+
+
 @pytest.fixture
 def garbage_collector(cluster: Cluster) -> None:
     if not cluster.runs_controllers:
@@ -157,7 +162,7 @@ def test_background_deletion_removes_dependents_after_the_owner(
     kube.delete(WIDGET_API, WIDGET, "owner", namespace, propagation_policy="Background")
     assert kube.get_or_none(WIDGET_API, WIDGET, "owner", namespace) is None
     for name in ("child-a", "child-b"):
-        kube.wait_for("v1", "ConfigMap", name, namespace, gone, timeout=30, description="GC")
+        kube.wait_for("v1", "ConfigMap", name, namespace, gone, timeout=GC_SECONDS, description="GC")
 
 
 @pytest.mark.usefixtures("garbage_collector")
@@ -165,7 +170,7 @@ def test_default_propagation_collects_dependents(kube: KubeClient, namespace: st
     owner = kube.create(widget("owner"), namespace)
     kube.create(owned_by(owner, "child"), namespace)
     kube.delete(WIDGET_API, WIDGET, "owner", namespace)
-    kube.wait_for("v1", "ConfigMap", "child", namespace, gone, timeout=30, description="GC")
+    kube.wait_for("v1", "ConfigMap", "child", namespace, gone, timeout=GC_SECONDS, description="GC")
 
 
 @pytest.mark.usefixtures("garbage_collector")
@@ -183,7 +188,7 @@ def test_foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone(
         "child",
         namespace,
         lambda o: o is not None and "deletionTimestamp" in o["metadata"],
-        timeout=30,
+        timeout=GC_SECONDS,
         description="the dependent being deleted",
     )
     assert marked is not None
@@ -191,7 +196,7 @@ def test_foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone(
     assert waiting["metadata"]["deletionTimestamp"]
     assert "foregroundDeletion" in waiting["metadata"]["finalizers"]
     kube.patch("v1", "ConfigMap", "child", namespace, {"metadata": {"finalizers": None}})
-    kube.wait_for(WIDGET_API, WIDGET, "owner", namespace, gone, timeout=30, description="GC")
+    kube.wait_for(WIDGET_API, WIDGET, "owner", namespace, gone, timeout=GC_SECONDS, description="GC")
 
 
 @pytest.mark.usefixtures("garbage_collector")
@@ -201,14 +206,14 @@ def test_orphan_deletion_keeps_dependents_and_drops_their_owner_reference(
     owner = kube.create(widget("owner"), namespace)
     kube.create(owned_by(owner, "child"), namespace)
     kube.delete(WIDGET_API, WIDGET, "owner", namespace, propagation_policy="Orphan")
-    kube.wait_for(WIDGET_API, WIDGET, "owner", namespace, gone, timeout=30, description="deletion")
+    kube.wait_for(WIDGET_API, WIDGET, "owner", namespace, gone, timeout=GC_SECONDS, description="deletion")
     child = kube.wait_for(
         "v1",
         "ConfigMap",
         "child",
         namespace,
         lambda o: o is not None and not o["metadata"].get("ownerReferences"),
-        timeout=30,
+        timeout=GC_SECONDS,
         description="the owner reference removed",
     )
     assert child is not None
