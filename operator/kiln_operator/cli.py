@@ -79,6 +79,13 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         f"(default {OperatorOptions.model_server_image})",
     )
     parser.add_argument(
+        "--model-server-gpu-image",
+        default=None,
+        metavar="IMAGE",
+        help="the CUDA build of the model-server image, for serving pods with an accelerator "
+        "(default: --model-server-image with -gpu appended to its tag)",
+    )
+    parser.add_argument(
         "--validation-deadline",
         type=int,
         default=OperatorOptions.validation_deadline_seconds,
@@ -98,6 +105,8 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         parser.error(f"--validation-deadline must be at least 1, got {args.validation_deadline}")
     if not args.model_server_image.strip():
         parser.error("--model-server-image must name an image")
+    if args.model_server_gpu_image is not None and not args.model_server_gpu_image.strip():
+        parser.error("--model-server-gpu-image must name an image")
     for namespace in args.namespaces or ():
         if not _NAMESPACE.match(namespace):
             parser.error(
@@ -119,6 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         resync_seconds=args.resync_seconds,
         workers=args.workers,
         model_server_image=args.model_server_image,
+        model_server_gpu_image=args.model_server_gpu_image,
         validation_deadline_seconds=args.validation_deadline,
     )
 

@@ -25,3 +25,17 @@ class OperatorOptions:
     model_server_image: str = DEFAULT_MODEL_SERVER_IMAGE
     """The model-server image (validation Jobs, serving pods)."""
     validation_deadline_seconds: int = 600
+    model_server_gpu_image: str | None = None
+    """The model-server image built for CUDA (serving pods with an accelerator); None:
+    the CPU image's tag with ``-gpu`` appended."""
+
+
+def gpu_variant(image: str) -> str:
+    """``repo:tag`` -> ``repo:tag-gpu`` (``repo`` -> ``repo:latest-gpu``); digests are kept
+    as they are, since a digest names exactly one image."""
+    if "@" in image:
+        return image
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return f"{image}:latest-gpu"
+    return f"{name}:{tag}-gpu"

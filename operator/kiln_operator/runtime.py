@@ -28,10 +28,11 @@ import prometheus_client
 from kiln_operator import kube
 from kiln_operator.accelerators import load_accelerator_map
 from kiln_operator.controller.context import OperatorContext, Settings
+from kiln_operator.handlers import inferenceservice as inferenceservice_handlers
 from kiln_operator.handlers import modelversion as modelversion_handlers
-from kiln_operator.handlers import observed
 from kiln_operator.handlers import trainingjob as trainingjob_handlers
-from kiln_operator.options import OperatorOptions
+from kiln_operator.options import OperatorOptions, gpu_variant
+from kiln_operator.scrape import Scraper
 
 log = logging.getLogger("kiln.operator")
 
@@ -68,11 +69,14 @@ def build_registry(
         resync_seconds=options.resync_seconds,
         workers=options.workers,
         model_server_image=options.model_server_image,
+        model_server_gpu_image=options.model_server_gpu_image
+        or gpu_variant(options.model_server_image),
         validation_deadline_seconds=options.validation_deadline_seconds,
     )
     namespaces = None if options.all_namespaces else list(options.namespaces)
     running: list[asyncio.Task[None]] = []
     clients: list[kube.Kube] = []
+    scrapers: list[Scraper] = []
 
     kopf.on.login(registry=registry)(kopf.login_via_client)
 
@@ -81,10 +85,11 @@ def build_registry(
         client = await kube.Kube.connect()
         clients.append(client)
         ctx = OperatorContext.of(client, accelerators, settings)
+        scrapers.append(ctx.scraper)
         for controller in [
             trainingjob_handlers.controller(ctx),
             modelversion_handlers.controller(ctx),
-            *observed.controllers(),
+            inferenceservice_handlers.controller(ctx),
         ]:
             task = asyncio.create_task(
                 controller.run(client, namespaces), name=f"{controller.kind} controller"
@@ -100,6 +105,8 @@ def build_registry(
             await asyncio.gather(*running, return_exceptions=True)
         for client in clients:
             await client.close()
+        for scraper in scrapers:
+            await scraper.close()
         shutdown.flag.set()  # kopf waits for every task, its own waiter on this flag too
 
     return registry

@@ -162,7 +162,9 @@ def test_background_deletion_removes_dependents_after_the_owner(
     kube.delete(WIDGET_API, WIDGET, "owner", namespace, propagation_policy="Background")
     assert kube.get_or_none(WIDGET_API, WIDGET, "owner", namespace) is None
     for name in ("child-a", "child-b"):
-        kube.wait_for("v1", "ConfigMap", name, namespace, gone, timeout=GC_SECONDS, description="GC")
+        kube.wait_for(
+            "v1", "ConfigMap", name, namespace, gone, timeout=GC_SECONDS, description="GC"
+        )
 
 
 @pytest.mark.usefixtures("garbage_collector")
@@ -196,7 +198,9 @@ def test_foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone(
     assert waiting["metadata"]["deletionTimestamp"]
     assert "foregroundDeletion" in waiting["metadata"]["finalizers"]
     kube.patch("v1", "ConfigMap", "child", namespace, {"metadata": {"finalizers": None}})
-    kube.wait_for(WIDGET_API, WIDGET, "owner", namespace, gone, timeout=GC_SECONDS, description="GC")
+    kube.wait_for(
+        WIDGET_API, WIDGET, "owner", namespace, gone, timeout=GC_SECONDS, description="GC"
+    )
 
 
 @pytest.mark.usefixtures("garbage_collector")
@@ -206,7 +210,9 @@ def test_orphan_deletion_keeps_dependents_and_drops_their_owner_reference(
     owner = kube.create(widget("owner"), namespace)
     kube.create(owned_by(owner, "child"), namespace)
     kube.delete(WIDGET_API, WIDGET, "owner", namespace, propagation_policy="Orphan")
-    kube.wait_for(WIDGET_API, WIDGET, "owner", namespace, gone, timeout=GC_SECONDS, description="deletion")
+    kube.wait_for(
+        WIDGET_API, WIDGET, "owner", namespace, gone, timeout=GC_SECONDS, description="deletion"
+    )
     child = kube.wait_for(
         "v1",
         "ConfigMap",

@@ -156,3 +156,53 @@ def unloadable(directory: str) -> str:
     path = os.path.join(directory, "model.onnx")
     onnx.save(model, path)
     return path
+
+
+def fails_on_live_inputs(directory: str, features: int = 8, classes: int = 3, rows: int = 4) -> str:
+    """The tabular signature (FP32 [N, features] -> FP32 [N, classes]) and valid on zeros, so
+    it passes validation, but it looks up a table row by the first feature: any input whose
+    first feature is ``rows`` or more fails at run time (a 5xx for a live request)."""
+    table = np.full((rows, classes), 1.0 / classes, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["input", "first"], ["column"], axis=1),
+            helper.make_node("Cast", ["column"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "index"], ["output"], axis=0),
+        ],
+        "fails_on_live_inputs",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", classes])],
+        initializer=[
+            numpy_helper.from_array(np.array(0, dtype=np.int64), "first"),
+            numpy_helper.from_array(table, "table"),
+        ],
+    )
+    return _save(graph, directory)
+
+
+def slow_tabular(
+    directory: str, features: int = 8, classes: int = 3, width: int = 1024, layers: int = 500
+) -> str:
+    """The tabular signature, but each row goes through ``layers`` dense ``width`` x
+    ``width`` MatMuls: a correct model that answers slowly."""
+    rng = np.random.default_rng(5)
+    up = (rng.standard_normal((features, width)) / np.sqrt(features)).astype(np.float32)
+    weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    down = (rng.standard_normal((width, classes)) / np.sqrt(width)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["input", "UP"], ["h0"])]
+    for layer in range(layers):
+        nodes.append(helper.make_node("MatMul", [f"h{layer}", "W"], [f"h{layer + 1}"]))
+    nodes.append(helper.make_node("MatMul", [f"h{layers}", "DOWN"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["output"], axis=-1))
+    graph = helper.make_graph(
+        nodes,
+        "slow_tabular",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", classes])],
+        initializer=[
+            numpy_helper.from_array(up, "UP"),
+            numpy_helper.from_array(weight, "W"),
+            numpy_helper.from_array(down, "DOWN"),
+        ],
+    )
+    return _save(graph, directory)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from kiln_operator import kube
 from kiln_operator.accelerators import AcceleratorMap
 from kiln_operator.controller.recorder import EventRecorder
-from kiln_operator.options import DEFAULT_MODEL_SERVER_IMAGE
+from kiln_operator.options import DEFAULT_MODEL_SERVER_IMAGE, gpu_variant
+from kiln_operator.scrape import Scraper
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Settings:
     """The image with ``kiln-server`` as its entrypoint (validation Jobs, serving pods)."""
     validation_deadline_seconds: int = 600
     """How long a validation Job may take, pulls and retries included."""
+    model_server_gpu_image: str = gpu_variant(DEFAULT_MODEL_SERVER_IMAGE)
+    """The CUDA build of the model-server image (serving pods with an accelerator)."""
 
 
 def _utc_now() -> dt.datetime:
@@ -44,6 +47,7 @@ class OperatorContext:
     accelerators: AcceleratorMap = field(default_factory=AcceleratorMap)
     settings: Settings = field(default_factory=Settings)
     clock: Callable[[], dt.datetime] = _utc_now
+    scraper: Scraper = field(default_factory=Scraper)
 
     @classmethod
     def of(
