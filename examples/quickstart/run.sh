@@ -35,4 +35,7 @@ echo "waiting for the first training run to register a ModelVersion..."
 kubectl -n "$NS" wait trainingjob/iris-example --for=condition=Registered --timeout=600s
 echo "waiting for the operator to validate it..."
 kubectl -n "$NS" wait modelversion -l kiln.dev/model=iris --for=condition=Ready --timeout=300s
+echo "serving it..."
+kubectl -n "$NS" apply -f examples/training/inferenceservice.yaml
+kubectl -n "$NS" wait inferenceservice/iris-example --for=condition=Ready --timeout=300s
 kubectl -n "$NS" get kiln

@@ -24,7 +24,7 @@ import pytest
 from tests.cluster.test_modelversion import CLAIM, model_version, place, wait_for_validation_job
 from tests.cluster.test_trainingjob import condition, wait_until
 from tests.server import models
-from tests.support.backends import Cluster
+from tests.support.backends import Cluster, install_crds
 from tests.support.kube import KubeClient, Obj
 from tests.support.kubelet import Workloads
 from tests.support.operator import OperatorProcess
@@ -429,7 +429,13 @@ def test_immediate_switches_once_the_new_version_is_available(rig: Rig) -> None:
 HTTP_ROUTE_CRD: Obj = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
-    "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
+    "metadata": {
+        "name": "httproutes.gateway.networking.k8s.io",
+        # The Gateway API's own CRDs carry it: *.k8s.io groups are protected.
+        "annotations": {
+            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"
+        },
+    },
     "spec": {
         "group": "gateway.networking.k8s.io",
         "names": {
@@ -457,22 +463,8 @@ HTTP_ROUTE_CRD: Obj = {
 
 
 def test_gateway_api_routes_the_exact_step_weight(rig: Rig) -> None:
-    if (
-        rig.kube.get_or_none(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            HTTP_ROUTE_CRD["metadata"]["name"],
-        )
-        is None
-    ):
-        rig.kube.create(HTTP_ROUTE_CRD)
-        wait_until(
-            "the HTTPRoute API served",
-            lambda: (
-                rig.kube.list("gateway.networking.k8s.io/v1", "HTTPRoute", rig.namespace)
-                is not None
-            ),
-        )
+    install_crds(rig.kube, [HTTP_ROUTE_CRD])
+    rig.kube.forget_discovery()
     rollout = canary_rollout(
         trafficRouter="gatewayAPI", gateway={"name": "web", "namespace": "infra"}
     )

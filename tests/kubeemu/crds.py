@@ -100,6 +100,16 @@ def _crd_status(crd: dict[str, Any], old: dict[str, Any] | None) -> dict[str, An
     return {"acceptedNames": names, "conditions": conditions, "storedVersions": stored}
 
 
+#: CRDs in the Kubernetes project's own groups need this annotation (KEP 1111).
+API_APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
+
+
+def _is_protected_group(group: str) -> bool:
+    return any(
+        group == domain or group.endswith("." + domain) for domain in ("k8s.io", "kubernetes.io")
+    )
+
+
 def validate_crd(
     crd: dict[str, Any], old: dict[str, Any] | None, registry: Registry
 ) -> list[Cause]:
@@ -121,6 +131,18 @@ def validate_crd(
                 "spec.group",
             )
         )
+    if group and _is_protected_group(str(group)):
+        annotations = crd.get("metadata", {}).get("annotations") or {}
+        if not annotations.get(API_APPROVAL_ANNOTATION):
+            causes.append(
+                Cause(
+                    "FieldValueRequired",
+                    "Required value: protected groups must have approval annotation "
+                    f'"{API_APPROVAL_ANNOTATION}", see '
+                    "https://github.com/kubernetes/enhancements/pull/1111",
+                    f"metadata.annotations[{API_APPROVAL_ANNOTATION}]",
+                )
+            )
     if not plural:
         causes.append(Cause("FieldValueRequired", "Required value", "spec.names.plural"))
     if not names.get("kind"):

@@ -136,12 +136,37 @@ def job_status_counts(client: KubeClient, namespace: str) -> Obj:
     raise AssertionError("the Job's status kept changing under the write")
 
 
+def protected_group_crd(client: KubeClient, namespace: str) -> Obj:
+    """A CRD in a ``*.k8s.io`` group needs the ``api-approved.kubernetes.io`` annotation
+    (the Gateway API's do); with it, it is accepted."""
+    crd = copy.deepcopy(widget_crd())
+    crd["metadata"]["name"] = "sprockets.gateway.example.k8s.io"
+    crd["spec"]["group"] = "gateway.example.k8s.io"
+    crd["spec"]["names"] = {"kind": "Sprocket", "plural": "sprockets"}
+    try:
+        client.create(crd)
+        refused: Obj = {}
+    except ApiError as error:
+        details = error.body.get("details") or {}
+        refused = {
+            "code": error.status,
+            "reason": error.body.get("reason"),
+            "message": error.body.get("message"),
+            "causes": details.get("causes"),
+        }
+        crd["metadata"]["annotations"] = {"api-approved.kubernetes.io": "unapproved, test only"}
+        client.create(crd)
+    client.delete(CRD_API, "CustomResourceDefinition", crd["metadata"]["name"])
+    return {"without_annotation": refused, "with_annotation": "created"}
+
+
 ANSWERS: dict[str, Callable[[KubeClient, str], Any]] = {
     "crd_as_created": crd_as_created,
     "built_in_list_items": built_in_list_items,
     "custom_resource_list_items": custom_resource_list_items,
     "pod_quantities": pod_quantities,
     "job_status_counts": job_status_counts,
+    "protected_group_crd": protected_group_crd,
 }
 
 

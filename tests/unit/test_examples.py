@@ -16,10 +16,11 @@ MODELS = {info.kind: info.model for info in ALL_KINDS}
 
 def _documents() -> list[tuple[str, dict[str, Any]]]:
     found = []
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
+    for path in sorted((ROOT / "examples").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if doc:
-                found.append((f"{path.name}:{doc['metadata']['name']}", doc))
+            if doc and doc.get("apiVersion") == API_VERSION:
+                where = path.relative_to(ROOT / "examples")
+                found.append((f"{where}:{doc['metadata']['name']}", doc))
     return found
 
 

@@ -262,6 +262,15 @@ def _roll(
                 f"rolling out version {desired.version} ({spec.rollout.strategy})",
             )
         )
+        if spec.rollout.analysis.prometheus_url and spec.rollout.strategy == "Canary":
+            state.notices.append(
+                Notice(
+                    "Warning",
+                    "PrometheusNotSupported",
+                    "analysis.prometheusUrl is not read yet: the canary is judged from its "
+                    "pods' own /metrics",
+                )
+            )
     if state.aborted_version is not None and state.aborted_version == (
         desired.version if desired else None
     ):

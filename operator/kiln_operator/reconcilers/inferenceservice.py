@@ -14,6 +14,7 @@ service that is not rolling out costs reads only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
@@ -66,6 +67,10 @@ Obj = dict[str, Any]
 APPLIED_ANNOTATION: Final = "kiln.dev/applied"
 #: Service names (`<name>-canary`) must stay DNS labels of at most 63 characters.
 MAX_NAME: Final = 56
+GATEWAY_API_MISSING: Final = (
+    "trafficRouter gatewayAPI needs the Gateway API's HTTPRoute (gateway.networking.k8s.io/v1), "
+    "which this cluster does not serve: install the Gateway API CRDs or use trafficRouter service"
+)
 ROLLOUT_FIELDS: Final = ("serving", "canary", "abortedVersion", "abortedGeneration", "history")
 
 
@@ -122,7 +127,10 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
         observation,
         now,
     )
-    await _write_children(ctx, isvc, spec, plan, by_name, deployments, gpu_selector)
+    problem = await _write_children(ctx, isvc, spec, plan, by_name, deployments, gpu_selector)
+    if problem is not None:
+        conditions = tuple(problem if c.type == problem.type else c for c in plan.conditions)
+        plan = dataclasses.replace(plan, conditions=conditions)
     await _write_status(ctx, isvc, spec, status, plan, resolution, now)
     requeue = plan.requeue_after
     if resolution.waiting or (plan.tracks and not _all_available(plan, states)):
@@ -291,11 +299,14 @@ async def _write_children(
     model_versions: Mapping[str, Obj],
     deployments: Sequence[Obj],
     gpu_selector: Mapping[str, str] | None,
-) -> None:
+) -> Verdict | None:
+    """Apply the children ``plan`` needs and delete retired ones; a problem the user must
+    fix (the Gateway API missing) is returned for status, the rest still written."""
     meta = isvc["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    problem: Verdict | None = None
     if not plan.tracks and not deployments:
-        return
+        return None
     image = (
         ctx.settings.model_server_gpu_image
         if spec.accelerator is not None
@@ -316,9 +327,13 @@ async def _write_children(
         if spec.rollout.traffic_router == "gatewayAPI":
             route = desired_http_route(isvc, spec, *plan.weights)
             existing = await ctx.client.get_or_none(kube.HTTP_ROUTES, name, namespace)
-            await _apply_if_changed(
-                ctx, kube.HTTP_ROUTES, route, {name: existing} if existing else {}
-            )
+            try:
+                await _apply_if_changed(
+                    ctx, kube.HTTP_ROUTES, route, {name: existing} if existing else {}
+                )
+            except kube.NotFound:
+                # The Gateway API is not installed: the route's group is not served.
+                problem = Verdict("Degraded", "True", "GatewayAPIMissing", GATEWAY_API_MISSING)
     for track in plan.tracks:
         model_version = model_versions.get(track.target.model_version)
         if model_version is None:
@@ -346,6 +361,7 @@ async def _write_children(
         if deployment_name in live_deployments:
             await _delete(ctx, kube.DEPLOYMENTS, live_deployments[deployment_name])
             _log(namespace, name).info("deleted Deployment %s", deployment_name)
+    return problem
 
 
 async def _delete(ctx: OperatorContext, resource: kube.Resource, obj: Obj) -> None:

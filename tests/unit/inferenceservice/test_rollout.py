@@ -342,3 +342,9 @@ def test_autoscaling_leaves_stable_replicas_to_an_hpa_and_sizes_the_canary_from_
     (stable, canary) = result.tracks
     assert (stable.replicas, stable.autoscale) == (None, (2, 5))
     assert (canary.replicas, canary.autoscale) == (3, None)
+
+
+def test_a_prometheus_url_is_not_read_and_a_warning_says_so() -> None:
+    the_spec = spec(analysis={"interval": "30s", "prometheusUrl": "http://prometheus:9090"})
+    result = plan({"serving": serving()}, V2, up(1), the_spec=the_spec)
+    assert ("Warning", "PrometheusNotSupported") in [(n.type, n.reason) for n in result.notices]
