@@ -42,6 +42,7 @@ SKIP_REASON = (
 
 QUICKSTART_MANIFESTS = REPO_ROOT / "examples" / "quickstart" / "manifests.yaml"
 TRAINING_JOB_MANIFEST = REPO_ROOT / "examples" / "training" / "trainingjob.yaml"
+INFERENCE_SERVICE_MANIFEST = REPO_ROOT / "examples" / "training" / "inferenceservice.yaml"
 
 #: Long enough for an image pull on kind; a pod that cannot start fails the wait with its state.
 POD_TIMEOUT = 120.0
