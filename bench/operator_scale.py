@@ -748,6 +748,7 @@ class Options:
     kubeconfig: Path
     objects: int
     pods: int
+    services: int
     pod_namespaces: int
     deadline: float
     quiet: float
@@ -1247,6 +1248,235 @@ async def noise(api: Api, opts: Options, run: int, stamp: str) -> RunReport:
     return report
 
 
+# -- scenario 3: many InferenceServices ------------------------------------------------------------
+
+INFERENCESERVICES: Final = "/apis/kiln.dev/v1alpha1/namespaces/{ns}/inferenceservices"
+MODELVERSIONS: Final = "/apis/kiln.dev/v1alpha1/namespaces/{ns}/modelversions"
+DEPLOYMENTS: Final = "/apis/apps/v1/namespaces/{ns}/deployments"
+INFERENCE_SERVICE_LABEL: Final = "kiln.dev/inferenceservice"
+#: The rig's kubelet-less node the serving pods are bound to; the bench plays its kubelet.
+SERVING_NODE: Final = "fake-node-1"
+BENCH_SHA256: Final = "0" * 64
+
+
+def bench_model_version(namespace: str) -> tuple[Obj, Obj]:
+    """ModelVersion iris-v1 and the status its validation would have written: the bench
+    stands in for the validation pod (what it measures is serving), so the status names the
+    exact Job the operator would create and the operator treats the verdict as recorded."""
+    from kiln_operator import naming
+    from kiln_operator.api.modelversion import ModelVersionSpec
+    from kiln_operator.decisions.validation import validation_key
+
+    spec = {
+        "model": "iris",
+        "version": 1,
+        "artifact": {"uri": "https://models.invalid/iris/v1/model.onnx", "sha256": BENCH_SHA256},
+        "metrics": {"accuracy": 0.95},
+    }
+    job = naming.validation_job_name(
+        "iris-v1", validation_key(ModelVersionSpec.model_validate(spec))
+    )
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def condition(type_: str) -> Obj:
+        return {"type": type_, "status": "True", "reason": "Validated", "message": "bench",
+                "observedGeneration": 1, "lastTransitionTime": now}  # fmt: skip
+
+    status = {
+        "phase": "Ready",
+        "observedGeneration": 1,
+        "validationJob": job,
+        "validatedAt": now,
+        "conditions": [condition("Validated"), condition("Ready")],
+    }
+    body = {
+        "apiVersion": KILN_API,
+        "kind": "ModelVersion",
+        "metadata": {"name": "iris-v1", "labels": {"kiln.dev/model": "iris"}},
+        "spec": spec,
+    }
+    return body, status
+
+
+def bench_inference_service(name: str) -> Obj:
+    return {
+        "apiVersion": KILN_API,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "labels": {SCENARIO_LABEL: "serving"}},
+        "spec": {
+            "model": {"name": "iris", "version": 1},
+            "replicas": 1,
+            "nodeSelector": {"kubernetes.io/hostname": SERVING_NODE},
+        },
+    }
+
+
+def served(isvc: Obj) -> bool:
+    status = isvc.get("status") or {}
+    ready = any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
+    )
+    return ready and (status.get("serving") or {}).get("version") == 1
+
+
+class Kubelet:
+    """Marks each bound serving pod Running and Ready, as the node's kubelet would once the
+    model server answered its readiness probe (nothing runs: no InferenceService here rolls
+    out, so nobody scrapes the pods)."""
+
+    def __init__(self, api: Api, namespace: str) -> None:
+        self.api, self.namespace = api, namespace
+        self.done: set[str] = set()
+        self.queue: asyncio.Queue[Obj] = asyncio.Queue()
+
+    def on_pod(self, _: str, pod: Obj) -> None:
+        name = pod["metadata"]["name"]
+        if pod["spec"].get("nodeName") and name not in self.done:
+            self.done.add(name)
+            self.queue.put_nowait(pod)
+
+    async def work(self) -> None:
+        while True:
+            pod = await self.queue.get()
+            name = pod["metadata"]["name"]
+            path = f"{PODS.format(ns=self.namespace)}/{name}/status"
+            for _ in range(5):
+                current = await self.api.request("GET", path)
+                now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                index = len(self.done)
+                current["status"] = {
+                    "phase": "Running",
+                    "podIP": f"10.250.{index // 250}.{index % 250 + 1}",
+                    "hostIP": "10.0.0.10",
+                    "startTime": now,
+                    "conditions": [
+                        {"type": t, "status": "True", "lastTransitionTime": now}
+                        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                    ],
+                    "containerStatuses": [
+                        {"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
+                         "started": True, "restartCount": 0,
+                         "state": {"running": {"startedAt": now}}}
+                        for c in current["spec"]["containers"]
+                    ],
+                }  # fmt: skip
+                try:
+                    await self.api.request("PUT", path, body=current)
+                    break
+                except ApiError as error:
+                    if error.status != 409:
+                        raise
+
+
+async def serving(api: Api, opts: Options, run: int, stamp: str, audit: AuditLog) -> RunReport:
+    report = RunReport("serving", run)
+    namespace = f"kiln-bench-serving-{stamp}-{run}"
+    count = opts.services
+    await create_namespace(api, namespace, "serving")
+    user = await api.whoami()
+    mv, mv_status = bench_model_version(namespace)
+    created = await api.apply(MODELVERSIONS.format(ns=namespace), mv)
+    created["status"] = mv_status
+    await api.request("PUT", f"{MODELVERSIONS.format(ns=namespace)}/iris-v1/status", body=created)
+    kubelet = Kubelet(api, namespace)
+    served_at: dict[str, float] = {}
+
+    def on_isvc(_: str, isvc: Obj) -> None:
+        name = isvc["metadata"]["name"]
+        if name not in served_at and served(isvc):
+            served_at[name] = time.monotonic()
+
+    tasks = [
+        asyncio.create_task(
+            api.follow(PODS.format(ns=namespace), kubelet.on_pod, INFERENCE_SERVICE_LABEL)
+        ),
+        asyncio.create_task(api.follow(INFERENCESERVICES.format(ns=namespace), on_isvc)),
+        *(asyncio.create_task(kubelet.work()) for _ in range(8)),
+    ]
+    operator = Operator(
+        opts.kubeconfig,
+        ["--namespace", namespace, "--model-server-image", "kiln-server:bench"],
+        opts.work / f"operator-serving-{run}.log",
+        opts.operator_args,
+    )
+    cpu = CpuMeter(operator.pid, opts.rig)
+    try:
+        await operator.wait_ready(["inferenceservices", "deployments", "modelversions"])
+        report.figures["rss_ready_mb"] = operator.rss.latest_mb()
+        cpu.phase("ready")
+        await asyncio.sleep(1.0)
+        applied_at: dict[str, float] = {}
+
+        async def apply(name: str) -> None:
+            await api.apply(INFERENCESERVICES.format(ns=namespace), bench_inference_service(name))
+            applied_at[name] = time.monotonic()
+
+        log(f"applying {count} InferenceServices")
+        began = time.monotonic()
+        names = [f"kis-{index:04d}" for index in range(count)]
+        await bounded(opts.clients, [functools.partial(apply, n) for n in names])
+        applied = time.monotonic()
+        log(f"applied in {applied - began:.1f} s")
+        give_up = applied + max(2 * opts.deadline, opts.deadline + 60)
+        next_report = applied + 5
+        while time.monotonic() < give_up and len(served_at) < count:
+            await asyncio.sleep(0.5)
+            if time.monotonic() >= next_report:
+                next_report += 5
+                log(
+                    f"+{time.monotonic() - applied:.0f} s: {len(kubelet.done)} pods running, "
+                    f"{len(served_at)} serving, RSS {operator.rss.latest_mb():.0f} MB"
+                )
+        cpu.phase("converge")
+        latency = [served_at[n] - applied_at[n] for n in served_at]
+        last = max(served_at.values(), default=applied) - applied
+        report.figures.update(
+            services=count,
+            apply_seconds=applied - began,
+            served=len(served_at),
+            last_served_after_apply_s=last,
+            served_latency_p50_s=percentile(latency, 0.5),
+            served_latency_p95_s=percentile(latency, 0.95),
+        )
+        report.check(
+            f"{count} InferenceServices: serving (Ready, status.serving) within "
+            f"{opts.deadline:.0f} s of the apply",
+            f"{len(served_at)}/{count}, last at +{last:.1f} s (per object p50 "
+            f"{percentile(latency, 0.5):.1f} s, p95 {percentile(latency, 0.95):.1f} s; "
+            f"apply took {applied - began:.1f} s)",
+            len(served_at) == count and last <= opts.deadline,
+        )
+        # Settled: nothing rolls out; the operator's writes must stop.
+        quiet_since, last_writes = time.monotonic(), -1.0
+        while time.monotonic() - quiet_since < 15 and time.monotonic() < give_up + 60:
+            writes = (await operator.counters()).writes
+            if writes != last_writes:
+                last_writes, quiet_since = writes, time.monotonic()
+            await asyncio.sleep(1.0)
+        cpu.phase("settle")
+        await quiet_window(operator, audit, user, namespace, opts, report)
+        cpu.phase("quiet")
+    finally:
+        for task in tasks:
+            task.cancel()
+        exit_code = operator.stop()
+        report.figures.update(
+            cpu_seconds=cpu.report(),
+            rss_peak_mb=operator.rss.peak_mb,
+            vm_hwm_mb=operator.peak_hwm_kb / 1024,
+            exit_code=exit_code,
+            log=str(operator.log_path),
+            **operator.log_problems(),
+        )
+        report.figures["cleanup_s"] = await delete_namespaces(api, [namespace])
+    report.check(
+        f"serving: operator peak RSS < {opts.rss_limit_mb:.0f} MB",
+        f"{operator.rss.peak_mb:.1f} MB sampled (VmHWM {operator.peak_hwm_kb / 1024:.1f} MB)",
+        max(operator.rss.peak_mb, operator.peak_hwm_kb / 1024) < opts.rss_limit_mb,
+    )
+    return report
+
+
 # -- driver ----------------------------------------------------------------------------------------
 
 
@@ -1292,6 +1522,8 @@ async def main_async(opts: Options, scenarios: Sequence[str], repeats: int) -> i
                     log(f"=== {scenario} run {run} (load average {os.getloadavg()[0]:.2f})")
                     if scenario == "burst":
                         report = await burst(api, opts, run, stamp.lower(), audit)
+                    elif scenario == "serving":
+                        report = await serving(api, opts, run, stamp.lower(), audit)
                     else:
                         report = await noise(api, opts, run, stamp.lower())
                     report.figures["loadavg_start"] = loads[f"{scenario}-{run}"]
@@ -1347,11 +1579,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, list[str], i
     parser.add_argument("--rig", type=Path, default=Path("/tmp/k8s"), help="the realk8s folder")
     parser.add_argument("--kubeconfig", type=Path, help="default: RIG/kubeconfig")
     parser.add_argument(
-        "--scenarios", nargs="+", choices=("burst", "noise"), default=["burst", "noise"]
+        "--scenarios",
+        nargs="+",
+        choices=("burst", "noise", "serving"),
+        default=["burst", "noise", "serving"],
     )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each scenario")
     parser.add_argument("--objects", type=int, default=1000, help="TrainingJobs of the burst")
     parser.add_argument("--pods", type=int, default=5000, help="unrelated pods")
+    parser.add_argument("--services", type=int, default=200, help="InferenceServices")
     parser.add_argument("--pod-namespaces", type=int, default=10)
     parser.add_argument("--deadline", type=float, default=60.0, help="target seconds")
     parser.add_argument("--quiet", type=float, default=60.0, help="seconds of the quiet window")
@@ -1373,6 +1609,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, list[str], i
         kubeconfig=args.kubeconfig or args.rig / "kubeconfig",
         objects=args.objects,
         pods=args.pods,
+        services=args.services,
         pod_namespaces=args.pod_namespaces,
         deadline=args.deadline,
         quiet=args.quiet,

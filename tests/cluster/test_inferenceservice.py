@@ -190,6 +190,11 @@ def test_a_pinned_version_is_served_by_real_model_servers_and_costs_no_writes_wh
     assert condition(status, "Ready")["status"] == "True"
     assert condition(status, "Progressing")["status"] == "False"
     assert history_events(status) == [(1, "Deployed")]
+    # The operator wrote the status and nothing of what the user wrote.
+    managed = rig.kube.get(KILN, "InferenceService", "iris", rig.namespace)["metadata"]
+    by_operator = [m for m in managed.get("managedFields") or [] if m["manager"] == "kiln-operator"]
+    assert by_operator
+    assert all(m.get("subresource") == "status" for m in by_operator), by_operator
     for pod in pods:
         code, answer = pod.post("/v2/models/iris/infer", HEALTHY_INPUT)
         assert code == 200, answer
