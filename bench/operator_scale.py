@@ -315,6 +315,11 @@ async def delete_namespaces(api: Api, names: Sequence[str], within: float = 300.
     pending = list(names)
     while pending and time.monotonic() - began < within:
         await asyncio.sleep(1.0)
+        for name in pending:
+            # Pods bound to a kubelet-less node wait for a kubelet to confirm their end: the
+            # bench, playing that kubelet, confirms it (podlet does the same).
+            with contextlib.suppress(ApiError):
+                await api.request("DELETE", PODS.format(ns=name), {"gracePeriodSeconds": "0"})
         pending = [n for n in pending if await api.get_or_none(f"{NAMESPACES}/{n}") is not None]
     if pending:
         log(f"namespaces still terminating after {within:.0f} s: {', '.join(pending)}")
@@ -1254,8 +1259,10 @@ INFERENCESERVICES: Final = "/apis/kiln.dev/v1alpha1/namespaces/{ns}/inferenceser
 MODELVERSIONS: Final = "/apis/kiln.dev/v1alpha1/namespaces/{ns}/modelversions"
 DEPLOYMENTS: Final = "/apis/apps/v1/namespaces/{ns}/deployments"
 INFERENCE_SERVICE_LABEL: Final = "kiln.dev/inferenceservice"
-#: The rig's kubelet-less node the serving pods are bound to; the bench plays its kubelet.
-SERVING_NODE: Final = "fake-node-1"
+#: Label of the kubelet-less nodes the bench registers for the serving pods (it plays their
+#: kubelet); each takes 100 pods (a node's default limit is 110).
+BENCH_NODE_LABEL: Final = "kiln-bench/node"
+PODS_PER_BENCH_NODE: Final = 100
 BENCH_SHA256: Final = "0" * 64
 
 
@@ -1306,7 +1313,7 @@ def bench_inference_service(name: str) -> Obj:
         "spec": {
             "model": {"name": "iris", "version": 1},
             "replicas": 1,
-            "nodeSelector": {"kubernetes.io/hostname": SERVING_NODE},
+            "nodeSelector": {BENCH_NODE_LABEL: "true"},
         },
     }
 
@@ -1317,6 +1324,40 @@ def served(isvc: Obj) -> bool:
         c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
     )
     return ready and (status.get("serving") or {}).get("version") == 1
+
+
+async def ensure_bench_nodes(api: Api, pods: int) -> list[str]:
+    """Register enough kubelet-less Ready nodes (labelled ``BENCH_NODE_LABEL``) for ``pods``
+    pods. They are left registered: nothing runs there, and the next run reuses them."""
+    names = [f"kiln-bench-node-{i + 1}" for i in range(-(-pods // PODS_PER_BENCH_NODE))]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    resources = {"cpu": "64", "memory": "256Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    for name in names:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {BENCH_NODE_LABEL: "true", "kubernetes.io/hostname": name},
+            },
+        }
+        await api.apply("/api/v1/nodes", node)
+        status = {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                 "message": "kubelet-less bench node", "lastHeartbeatTime": now,
+                 "lastTransitionTime": now}
+            ],
+        }  # fmt: skip
+        await api.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+    return names
 
 
 class Kubelet:
@@ -1374,6 +1415,7 @@ async def serving(api: Api, opts: Options, run: int, stamp: str, audit: AuditLog
     count = opts.services
     await create_namespace(api, namespace, "serving")
     user = await api.whoami()
+    report.figures["bench_nodes"] = await ensure_bench_nodes(api, count)
     mv, mv_status = bench_model_version(namespace)
     created = await api.apply(MODELVERSIONS.format(ns=namespace), mv)
     created["status"] = mv_status
