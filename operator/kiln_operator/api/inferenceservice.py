@@ -192,6 +192,11 @@ class Drift(ApiModel):
     """Overall population stability index above which inputs count as drifted."""
     window: Annotated[int, Field(ge=100, le=1000000), Format("int32")] = 1000
     """How many recent input rows each model server compares with the baseline."""
+    interval: Duration = "30s"
+    """How often the operator reads the serving pods' drift gauges."""
+    sustained_for: Duration = "2m"
+    """How long inputs must stay drifted before a retraining run is requested (one noisy
+    reading requests nothing)."""
 
 
 class Retrain(ApiModel):
@@ -317,15 +322,25 @@ class DriftStatus(ApiModel):
     """Measured input drift."""
 
     psi: float | None = None
-    """Overall population stability index of recent inputs against the baseline."""
+    """Overall population stability index of recent inputs against the baseline (the mean
+    over features, averaged over the serving pods weighted by the rows each observed)."""
     features: Annotated[dict[str, float], Field(max_length=256)] | None = None
-    """PSI per feature."""
+    """PSI of the most drifted features (at most five)."""
+    rows: Annotated[int, Format("int64")] | None = None
+    """Live input rows the reading is computed on, over all serving pods."""
     drifted: bool | None = None
-    """Whether the overall PSI exceeds the threshold."""
+    """Whether inputs count as drifted: the PSI rose above the threshold and has not fallen
+    below 80% of it since."""
+    since: Timestamp | None = None
+    """When inputs became drifted (while `drifted`)."""
     last_checked: Timestamp | None = None
-    """When drift was last measured."""
+    """When the reading shown was taken. Status is rewritten only when `drifted` flips or
+    the PSI moves by 0.05 or more, so a steady service is not written every interval."""
     last_retrain: Timestamp | None = None
-    """When drift last started a retraining run."""
+    """When drift last requested a retraining run."""
+    last_retrain_request: Annotated[str, Field(max_length=63)] | None = None
+    """The id of that run request (`run-request.kiln.dev/<id>` on the TrainingJob; the
+    run's status row carries it)."""
 
 
 class SkippedVersion(ApiModel):

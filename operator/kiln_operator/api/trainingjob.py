@@ -219,6 +219,9 @@ class Run(ApiModel):
     """The hyperparameters the run was started with."""
     model_version: Annotated[str, Field(max_length=253)] | None = None
     """The ModelVersion the run registered."""
+    run_request: Annotated[str, Field(max_length=63)] | None = None
+    """The id of the run request it answers (`run-request.kiln.dev/<id>`): for a drift run,
+    the id the InferenceService records in `status.drift.lastRetrainRequest`."""
     reason: Annotated[str, Field(max_length=MAX_RUN_REASON)] | None = None
     """Why the run ended as it did (e.g. BackoffLimitExceeded, InvalidResult, Registered)."""
     message: Annotated[str, Field(max_length=MAX_RUN_MESSAGE)] | None = None

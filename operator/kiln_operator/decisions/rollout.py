@@ -203,7 +203,7 @@ def _first_deploy(
     deployment = deployments.get(desired.version)
     if deployment is not None and deployment.available:
         state.serving = _serving(desired, stamp)
-        state.record("Deployed", desired.version, f"{desired.model_version} serves", stamp)
+        state.record("Deployed", desired.version, f"{desired.described} serves", stamp)
         state.notices.append(
             Notice(
                 "Normal", "Deployed", f"version {desired.version} ({desired.model_version}) serves"
@@ -287,6 +287,8 @@ def _roll(
         return (stable_track,)
 
     target = Target(int(canary["version"]), str(canary["modelVersion"]))
+    if desired is not None and desired.version == target.version:
+        target = desired  # with its run, for the history
     deployment = deployments.get(target.version)
     base = _base_replicas(spec, stable, deployments)
     if spec.rollout.strategy == "Immediate":
@@ -427,7 +429,7 @@ def _promote(
     previous = state.serving["version"] if state.serving else None
     state.serving = _serving(target, stamp)
     state.canary = None
-    state.record("Promoted", target.version, why, stamp)
+    state.record("Promoted", target.version, f"{target.described}: {why}", stamp)
     state.notices.append(
         Notice(
             "Normal",

@@ -108,6 +108,7 @@ class RunRow:
             "baseline": self.baseline,
             "hyperparameters": dict(self.hyperparameters) if self.hyperparameters else None,
             "modelVersion": self.model_version,
+            "runRequest": self.request_id,
             "reason": fit_text(self.reason, MAX_RUN_REASON),
             "message": fit_text(self.message, MAX_RUN_MESSAGE),
         }

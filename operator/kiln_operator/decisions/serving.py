@@ -30,6 +30,17 @@ class Target:
 
     version: int
     model_version: str
+    #: The training run it came from (``spec.lineage.run``), for the audit trail.
+    run: str = ""
+
+    @property
+    def described(self) -> str:
+        """``iris-v2`` or ``iris-v2 (run iris-r2-1a2b3c4d)``."""
+        return f"{self.model_version} (run {self.run})" if self.run else self.model_version
+
+
+def _run_of(mv: Obj) -> str:
+    return str(((mv.get("spec") or {}).get("lineage") or {}).get("run") or "")
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,9 @@ def resolve(
         selection = select_version(model_versions, model.name, model.select, serving)
         if selection.chosen is not None:
             chosen = selection.chosen
-            return Resolution(Target(chosen.version, chosen.name), skipped=selection.skipped)
+            mv = next(m for m in model_versions if m["metadata"]["name"] == chosen.name)
+            target = Target(chosen.version, chosen.name, _run_of(mv))
+            return Resolution(target, skipped=selection.skipped)
         if not selection.skipped:
             message = f"no ModelVersion of model {model.name} exists yet"
         else:
@@ -93,4 +106,4 @@ def resolve(
             f"ModelVersion {name} is not validated yet (phase {phase or 'unknown'})",
             waiting=True,
         )
-    return Resolution(Target(int(model.version or 0), name))
+    return Resolution(Target(int(model.version or 0), name, _run_of(mv)))

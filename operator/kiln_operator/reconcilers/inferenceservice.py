@@ -23,7 +23,7 @@ from typing import Any, Final
 import pydantic
 
 from kiln_operator import kube, naming
-from kiln_operator.api.inferenceservice import InferenceServiceSpec
+from kiln_operator.api.inferenceservice import Drift, InferenceServiceSpec, Retrain
 from kiln_operator.builders.serving import (
     SERVER_PORT,
     desired_deployment,
@@ -34,7 +34,7 @@ from kiln_operator.builders.serving import (
     service_url,
     serving_selector,
 )
-from kiln_operator.conditions import Verdict, set_conditions
+from kiln_operator.conditions import Verdict, find_condition, set_conditions
 from kiln_operator.controller.context import OperatorContext
 from kiln_operator.controller.queue import Key
 from kiln_operator.decisions.analysis import (
@@ -46,8 +46,16 @@ from kiln_operator.decisions.analysis import (
     parse_sample,
     window,
 )
+from kiln_operator.decisions.drift import (
+    Reading,
+    aggregate,
+    drift_status,
+    parse_drift,
+    retrain_request,
+)
 from kiln_operator.decisions.ownership import model_selector, owned_by
 from kiln_operator.decisions.problems import unreadable_spec
+from kiln_operator.decisions.requests import request_annotation
 from kiln_operator.decisions.rollout import (
     DeploymentState,
     Observation,
@@ -71,6 +79,8 @@ GATEWAY_API_MISSING: Final = (
     "trafficRouter gatewayAPI needs the Gateway API's HTTPRoute (gateway.networking.k8s.io/v1), "
     "which this cluster does not serve: install the Gateway API CRDs or use trafficRouter service"
 )
+#: The condition that says whether drift asked the TrainingJob for a run (with retrain).
+RETRAIN_CONDITION: Final = "Retraining"
 ROLLOUT_FIELDS: Final = ("serving", "canary", "abortedVersion", "abortedGeneration", "history")
 
 
@@ -131,8 +141,17 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
     if problem is not None:
         conditions = tuple(problem if c.type == problem.type else c for c in plan.conditions)
         plan = dataclasses.replace(plan, conditions=conditions)
-    await _write_status(ctx, isvc, spec, status, plan, resolution, now)
+    drift: Obj | None = None
+    drift_requeue: float | None = None
+    retrain: Verdict | None = None
+    if spec.monitoring is not None and spec.monitoring.drift is not None:
+        drift, drift_requeue, retrain = await _follow_drift(
+            ctx, isvc, spec, spec.monitoring.drift, spec.monitoring.retrain, status, plan, now
+        )
+    await _write_status(ctx, isvc, spec, status, plan, resolution, now, drift, retrain)
     requeue = plan.requeue_after
+    if drift_requeue is not None:
+        requeue = min(requeue, drift_requeue) if requeue is not None else drift_requeue
     if resolution.waiting or (plan.tracks and not _all_available(plan, states)):
         requeue = min(requeue or ctx.settings.resync_seconds, ctx.settings.resync_seconds)
     return requeue if requeue is not None else ctx.settings.resync_seconds
@@ -254,6 +273,113 @@ def _server_port(pod: Mapping[str, Any]) -> int:
             if port.get("name") == "http" and port.get("containerPort"):
                 return int(port["containerPort"])
     return SERVER_PORT
+
+
+# -- drift -----------------------------------------------------------------------------------
+
+
+async def _follow_drift(
+    ctx: OperatorContext,
+    isvc: Obj,
+    spec: InferenceServiceSpec,
+    settings: Drift,
+    retrain: Retrain | None,
+    status: Mapping[str, Any],
+    plan: Plan,
+    now: dt.datetime,
+) -> tuple[Obj, float, Verdict | None]:
+    """Read the stable pods' drift gauges into ``status.drift`` and, when drift has lasted,
+    ask the TrainingJob for a run. Returns the drift status, when to look again and the
+    ``Retraining`` condition (None without ``monitoring.retrain``)."""
+    meta = isvc["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    interval = duration_seconds(settings.interval)
+    previous: Obj = dict(status.get("drift") or {})
+    serving = plan.status.get("serving")
+    reading = None
+    if serving:
+        version = int(serving["version"])
+        reading = await _read_drift(ctx, namespace, name, spec.model.name, version)
+    drift = drift_status(previous, reading, settings.threshold, now)
+    if retrain is None:
+        return drift, interval, None
+    request, wait = retrain_request(
+        drift,
+        duration_seconds(settings.sustained_for),
+        duration_seconds(retrain.cooldown),
+        meta["uid"],
+        f"InferenceService {namespace}/{name}",
+        now,
+    )
+    requeue = min(interval, wait) if wait is not None else interval
+    previous_verdict = find_condition(status.get("conditions") or [], RETRAIN_CONDITION)
+    verdict = Verdict(
+        RETRAIN_CONDITION,
+        "False",
+        "NotNeeded",
+        "inputs are not drifted, or not for long enough to retrain",
+    )
+    if previous_verdict is not None and previous_verdict.get("reason") == "Requested":
+        verdict = Verdict(
+            RETRAIN_CONDITION,
+            "True",
+            "Requested",
+            str(previous_verdict.get("message") or ""),
+        )
+    if request is None:
+        return drift, requeue, verdict
+    training_job = await ctx.client.get_or_none(kube.TRAINING_JOBS, retrain.training_job, namespace)
+    problem = None
+    if training_job is None:
+        problem = (
+            "TrainingJobNotFound",
+            f"monitoring.retrain names TrainingJob {retrain.training_job}, which does not "
+            f"exist in {namespace}; drift cannot retrain",
+        )
+    elif (training_job.get("spec") or {}).get("suspend"):
+        problem = (
+            "TrainingJobSuspended",
+            f"TrainingJob {retrain.training_job} is suspended; drift cannot retrain",
+        )
+    if problem is not None:
+        reason, message = problem
+        blocked = Verdict(RETRAIN_CONDITION, "False", reason, message)
+        if previous_verdict is None or previous_verdict.get("reason") != reason:
+            await ctx.events.post(isvc, "Warning", reason, message, format_time(now))
+        return drift, requeue, blocked
+    annotations = request_annotation(request.id, "drift", request.message)
+    await ctx.client.merge_patch(
+        kube.TRAINING_JOBS,
+        retrain.training_job,
+        namespace,
+        {"metadata": {"annotations": annotations}},
+    )
+    drift = {**drift, "lastRetrain": format_time(now), "lastRetrainRequest": request.id}
+    message = (
+        f"asked TrainingJob {retrain.training_job} for run request {request.id}: {request.message}"
+    )[:1024]
+    _log(namespace, name).info("RetrainRequested: %s", message)
+    await ctx.events.post(isvc, "Normal", "RetrainRequested", message, format_time(now))
+    return drift, requeue, Verdict(RETRAIN_CONDITION, "True", "Requested", message)
+
+
+async def _read_drift(
+    ctx: OperatorContext, namespace: str, name: str, model: str, version: int
+) -> Reading | None:
+    selector = ",".join(f"{k}={v}" for k, v in serving_selector(name, version).items())
+    pods = [pod for pod in await ctx.client.list(kube.PODS, namespace, selector) if _ready(pod)]
+    endpoints = {
+        pod["metadata"]["name"]: f"http://{_pod_address(pod)}:{_server_port(pod)}/metrics"
+        for pod in pods
+    }
+    scraped = await ctx.scraper.scrape(endpoints)
+    readings = []
+    for pod, text in scraped.texts.items():
+        try:
+            readings.append(parse_drift(text, model, str(version)))
+        except ScrapeError as error:
+            _log(namespace, name).warning("drift of pod %s not read: %s", pod, error)
+    return aggregate(readings)
 
 
 # -- writes ----------------------------------------------------------------------------------
@@ -379,14 +505,24 @@ def desired_status(
     namespace: str,
     name: str,
     now: str,
+    drift: Obj | None = None,
+    retrain: Verdict | None = None,
 ) -> Obj:
-    """The whole status: what the plan says about the rollout, plus what it resolved."""
+    """The whole status: what the plan says about the rollout, plus what it resolved and
+    the drift reading (``drift`` None: no drift monitoring, the field goes)."""
     desired: Obj = {k: v for k, v in previous.items() if k not in ROLLOUT_FIELDS}
     desired.update(plan.status)
     desired["observedGeneration"] = generation
-    desired["conditions"] = set_conditions(
-        previous.get("conditions") or [], plan.conditions, generation, now
-    )
+    verdicts = [*plan.conditions, *([retrain] if retrain is not None else [])]
+    conditions = [
+        c
+        for c in previous.get("conditions") or []
+        if c.get("type") != RETRAIN_CONDITION or retrain is not None
+    ]
+    desired["conditions"] = set_conditions(conditions, verdicts, generation, now)
+    desired.pop("drift", None)
+    if drift:
+        desired["drift"] = drift
     for key in ("desiredVersion", "url", "skipped"):
         desired.pop(key, None)
     if resolution.target is not None:
@@ -409,6 +545,8 @@ async def _write_status(
     plan: Plan,
     resolution: Resolution,
     now: dt.datetime,
+    drift: Obj | None,
+    retrain: Verdict | None,
 ) -> None:
     meta = isvc["metadata"]
     stamp = format_time(now)
@@ -421,6 +559,8 @@ async def _write_status(
         meta["namespace"],
         meta["name"],
         stamp,
+        drift,
+        retrain,
     )
     patch = status_patch(status, desired)
     if patch:
