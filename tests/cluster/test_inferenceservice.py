@@ -240,6 +240,14 @@ def test_a_pinned_version_that_does_not_exist_is_a_condition_and_serving_goes_on
         lambda s: (condition(s, "Degraded") or {}).get("reason") == "VersionNotFound",
     )
     assert "version 7" in condition(status, "Degraded")["message"]
+    wait_until(
+        "a Warning event VersionNotFound",
+        lambda: [
+            e
+            for e in rig.kube.list("v1", "Event", rig.namespace)["items"]
+            if e["type"] == "Warning" and e["reason"] == "VersionNotFound"
+        ],
+    )
     assert status["serving"]["version"] == 1
     assert condition(status, "Ready")["status"] == "True"
     assert rig.deployment(1) is not None

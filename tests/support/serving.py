@@ -296,7 +296,10 @@ class Traffic:
                 continue
             pod = pods[sent % len(pods)]
             try:
-                code, _ = pod.post(f"/v2/models/{self.model}/infer", self.inputs[version])
+                body = self.inputs[version]
+                code, _ = pod.post(
+                    f"/v2/models/{self.model}/infer", body() if callable(body) else body
+                )
             except OSError:
                 code = 0
             self.codes.setdefault(int(version), []).append(code)

@@ -79,6 +79,8 @@ GATEWAY_API_MISSING: Final = (
     "trafficRouter gatewayAPI needs the Gateway API's HTTPRoute (gateway.networking.k8s.io/v1), "
     "which this cluster does not serve: install the Gateway API CRDs or use trafficRouter service"
 )
+#: Degraded reasons whose transition already comes with its own event.
+OWN_EVENTS: Final = frozenset({"RolloutAborted"})
 #: The condition that says whether drift asked the TrainingJob for a run (with retrain).
 RETRAIN_CONDITION: Final = "Retraining"
 ROLLOUT_FIELDS: Final = ("serving", "canary", "abortedVersion", "abortedGeneration", "history")
@@ -569,6 +571,17 @@ async def _write_status(
             kube.INFERENCE_SERVICES, meta["name"], meta["namespace"], body, "status"
         )
     objlog = _log(meta["namespace"], meta["name"])
+    for type_ in ("Ready", "Degraded"):
+        old = find_condition(status.get("conditions") or [], type_) or {}
+        new = find_condition(desired["conditions"], type_) or {}
+        if (old.get("status"), old.get("reason")) == (new.get("status"), new.get("reason")):
+            continue
+        objlog.info(
+            "%s=%s (%s): %s", type_, new.get("status"), new.get("reason"), new.get("message")
+        )
+        reason = str(new.get("reason") or "")
+        if type_ == "Degraded" and new.get("status") == "True" and reason not in OWN_EVENTS:
+            await ctx.events.post(isvc, "Warning", reason, str(new.get("message") or ""), stamp)
     for notice in plan.notices:
         objlog.info("%s: %s", notice.reason, notice.message)
         await ctx.events.post(isvc, notice.type, notice.reason, notice.message, stamp)
