@@ -94,12 +94,11 @@ def serving_pods(kube: KubeClient, namespace: str, name: str, version: int) -> l
     ]
 
 
-def infer(pod_ip: str, body: Obj, timeout: float = 10.0) -> tuple[int, Any]:
+def infer(pod_ip: str, body: Obj, timeout: float = 10.0, model: str = "iris") -> tuple[int, Any]:
     connection = http.client.HTTPConnection(pod_ip, 8080, timeout=timeout)
     try:
-        connection.request(
-            "POST", "/v2/models/iris/infer", json.dumps(body), {"Content-Type": "application/json"}
-        )
+        path = f"/v2/models/{model}/infer"
+        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
         response = connection.getresponse()
         raw = response.read()
         return response.status, json.loads(raw) if raw else None
@@ -115,6 +114,8 @@ class Traffic:
     namespace: str
     name: str
     rate: float = 40.0
+    model: str = "iris"
+    body: Callable[[], Obj] | None = None
     codes: dict[int, list[int]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -160,7 +161,8 @@ class Traffic:
             addresses = pods.get(version or -1) or []
             if version is not None and addresses:
                 try:
-                    code, _ = infer(addresses[sent % len(addresses)], IRIS)
+                    body = self.body() if self.body is not None else IRIS
+                    code, _ = infer(addresses[sent % len(addresses)], body, model=self.model)
                 except OSError:
                     code = 0
                 self.codes.setdefault(version, []).append(code)
