@@ -261,3 +261,39 @@ def test_two_replicas_one_restarted_mid_drift_request_one_run(
         "handledRunRequests"
     ]
     assert handled == [drift_of(rig)["lastRetrainRequest"]]
+
+
+@pytest.mark.slow
+def test_a_scheduled_run_feeds_the_same_path_into_serving(rig: Rig) -> None:
+    scheduled = training_job()
+    scheduled["spec"]["schedule"] = "* * * * *"
+    rig.kube.apply_manifest([scheduled, looping_service()], rig.namespace)
+    (first,) = wait_for_jobs(rig.kube, rig.namespace, 1)
+    train(rig, first, accuracy=0.93)
+    rig.serve_version(1)
+    rig.wait_status("v1 serving", lambda s: (s.get("serving") or {}).get("version") == 1)
+    # The next minute's run (the schedule's, not the spec's) ...
+    jobs = wait_until(
+        "the scheduled run",
+        lambda: (j := jobs_of(rig.kube, rig.namespace)) and len(j) >= 2 and j,
+        timeout=90,
+    )
+    second = jobs[1]
+    assert second["metadata"]["annotations"]["kiln.dev/trigger"] == "schedule"
+    # ... registers a better version, which is validated, canaried and promoted.
+    rng = np.random.default_rng(3)
+    train(rig, second, accuracy=0.97, seed=8)
+    with Traffic(
+        rig.servers,
+        rig.kube,
+        rig.namespace,
+        "iris",
+        {1: rows_from(0.0, rng), 2: rows_from(0.0, rng)},
+        rate=60,
+    ):
+        rig.wait_status("a canary of v2", lambda s: (s.get("canary") or {}).get("version") == 2)
+        rig.serve_version(2)
+        promoted = rig.wait_status(
+            "v2 promoted", lambda s: (s.get("serving") or {}).get("version") == 2, timeout=90
+        )
+    assert second["metadata"]["name"] in promoted["history"][-1]["reason"]
