@@ -500,3 +500,21 @@ def test_gateway_api_routes_the_exact_step_weight(rig: Rig) -> None:
 
     wait_until("an 80/20 split", lambda: split() == [("iris-stable", 80), ("iris-canary", 20)])
     assert rig.status()["canary"]["weight"] == 20
+
+
+def test_an_accelerator_type_the_operator_does_not_know_is_a_condition_and_no_pods(
+    rig: Rig,
+) -> None:
+    rig.register(1)
+    body = inference_service(
+        model={"name": "iris", "version": 1}, accelerator={"type": "nvidia-z9", "count": 1}
+    )
+    rig.kube.apply_manifest([body], rig.namespace)
+    status = rig.wait_status(
+        "UnknownAccelerator",
+        lambda s: (condition(s, "Ready") or {}).get("reason") == "UnknownAccelerator",
+    )
+    assert "nvidia-z9" in condition(status, "Ready")["message"]
+    assert condition(status, "Degraded")["status"] == "True"
+    time.sleep(1.0)
+    assert rig.deployment(1) is None
