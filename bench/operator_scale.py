@@ -765,6 +765,30 @@ class Options:
     work: Path
 
 
+async def finish_run(
+    api: Api, operator: Operator, cpu: CpuMeter, namespace: str, report: RunReport
+) -> None:
+    """Stop the operator, record what it cost, and delete the run's namespace."""
+    exit_code = operator.stop()
+    report.figures.update(
+        cpu_seconds=cpu.report(),
+        rss_peak_mb=operator.rss.peak_mb,
+        vm_hwm_mb=operator.peak_hwm_kb / 1024,
+        exit_code=exit_code,
+        log=str(operator.log_path),
+        **operator.log_problems(),
+    )
+    report.figures["cleanup_s"] = await delete_namespaces(api, [namespace])
+
+
+def check_rss(report: RunReport, scenario: str, operator: Operator, opts: Options) -> None:
+    report.check(
+        f"{scenario}: operator peak RSS < {opts.rss_limit_mb:.0f} MB",
+        f"{operator.rss.peak_mb:.1f} MB sampled (VmHWM {operator.peak_hwm_kb / 1024:.1f} MB)",
+        max(operator.rss.peak_mb, operator.peak_hwm_kb / 1024) < opts.rss_limit_mb,
+    )
+
+
 # -- scenario 1: a burst of TrainingJobs -----------------------------------------------------------
 
 
@@ -1069,21 +1093,8 @@ async def burst(api: Api, opts: Options, run: int, stamp: str, audit: AuditLog) 
             + (f"{reaction:.1f} s" if reaction is not None else "more than 180 s")
         )
     finally:
-        exit_code = operator.stop()
-        report.figures.update(
-            cpu_seconds=cpu.report(),
-            rss_peak_mb=operator.rss.peak_mb,
-            vm_hwm_mb=operator.peak_hwm_kb / 1024,
-            exit_code=exit_code,
-            log=str(operator.log_path),
-            **operator.log_problems(),
-        )
-        report.figures["cleanup_s"] = await delete_namespaces(api, [namespace])
-    report.check(
-        f"burst: operator peak RSS < {opts.rss_limit_mb:.0f} MB",
-        f"{operator.rss.peak_mb:.1f} MB sampled (VmHWM {operator.peak_hwm_kb / 1024:.1f} MB)",
-        max(operator.rss.peak_mb, operator.peak_hwm_kb / 1024) < opts.rss_limit_mb,
-    )
+        await finish_run(api, operator, cpu, namespace, report)
+    check_rss(report, "burst", operator, opts)
     return report
 
 
@@ -1501,21 +1512,8 @@ async def serving(api: Api, opts: Options, run: int, stamp: str, audit: AuditLog
     finally:
         for task in tasks:
             task.cancel()
-        exit_code = operator.stop()
-        report.figures.update(
-            cpu_seconds=cpu.report(),
-            rss_peak_mb=operator.rss.peak_mb,
-            vm_hwm_mb=operator.peak_hwm_kb / 1024,
-            exit_code=exit_code,
-            log=str(operator.log_path),
-            **operator.log_problems(),
-        )
-        report.figures["cleanup_s"] = await delete_namespaces(api, [namespace])
-    report.check(
-        f"serving: operator peak RSS < {opts.rss_limit_mb:.0f} MB",
-        f"{operator.rss.peak_mb:.1f} MB sampled (VmHWM {operator.peak_hwm_kb / 1024:.1f} MB)",
-        max(operator.rss.peak_mb, operator.peak_hwm_kb / 1024) < opts.rss_limit_mb,
-    )
+        await finish_run(api, operator, cpu, namespace, report)
+    check_rss(report, "serving", operator, opts)
     return report
 
 
