@@ -16,10 +16,10 @@ from kiln_operator import naming
 from kiln_operator.accelerators import GPU_RESOURCE
 from kiln_operator.api.trainingjob import TrainingJobSpec
 from kiln_operator.builders.owner import controller_reference, training_labels
+from kiln_operator.builders.placement import place
 from kiln_operator.runinfo import OUTPUT_MOUNT, RunOutput, RunStart, run_output
 
 OUTPUT_VOLUME = "kiln-output"
-GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 _INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
@@ -164,14 +164,7 @@ def _pod_spec(
         pod["volumes"] = [
             {"name": OUTPUT_VOLUME, "persistentVolumeClaim": {"claimName": output.claim}}
         ]
-    selector = {**(node_selector or {}), **(spec.node_selector or {})}
-    if selector:
-        pod["nodeSelector"] = selector
-    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations or []]
-    if spec.accelerator is not None and GPU_TOLERATION not in tolerations:
-        tolerations.append(dict(GPU_TOLERATION))
-    if tolerations:
-        pod["tolerations"] = tolerations
+    place(pod, spec.accelerator is not None, node_selector, spec.node_selector, spec.tolerations)
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
     if spec.service_account_name:

@@ -22,8 +22,8 @@ from kiln_operator import naming
 from kiln_operator.accelerators import GPU_RESOURCE
 from kiln_operator.api.inferenceservice import InferenceServiceSpec
 from kiln_operator.api.modelversion import ModelVersionSpec
-from kiln_operator.builders.job import GPU_TOLERATION
 from kiln_operator.builders.owner import controller_reference
+from kiln_operator.builders.placement import place
 from kiln_operator.builders.validation import PVC_ROOT, claim_of
 from kiln_server import contract
 
@@ -331,17 +331,9 @@ def _pod_spec(
         "containers": [server],
         "volumes": volumes,
     }
-    selector = {
-        **(gpu_node_selector if spec.accelerator is not None and gpu_node_selector else {}),
-        **(spec.node_selector or {}),
-    }
-    if selector:
-        pod["nodeSelector"] = selector
-    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations or []]
-    if spec.accelerator is not None and GPU_TOLERATION not in tolerations:
-        tolerations.append(dict(GPU_TOLERATION))
-    if tolerations:
-        pod["tolerations"] = tolerations
+    place(
+        pod, spec.accelerator is not None, gpu_node_selector, spec.node_selector, spec.tolerations
+    )
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     else:
