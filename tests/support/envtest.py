@@ -215,6 +215,8 @@ class EnvtestControlPlane:
 
     assets: EnvtestAssets
     workdir: Path
+    #: Flags appended to envtest's kube-apiserver flags (feature gates, an audit log).
+    extra_apiserver_args: tuple[str, ...] = ()
     kubeconfig: Path = field(init=False)
     version: str = field(init=False, default="")
     _processes: list[subprocess.Popen[bytes]] = field(init=False, default_factory=list)
@@ -236,6 +238,7 @@ class EnvtestControlPlane:
                 [
                     str(self.assets.kube_apiserver),
                     *apiserver_args(pki, cert_dir, etcd_url, secure_port),
+                    *self.extra_apiserver_args,
                 ],
             )
             context = ssl.create_default_context(cafile=str(pki.ca.cert))
