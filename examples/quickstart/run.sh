@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Kiln's quick start on a local kind cluster (needs docker, kind and kubectl):
-# builds the images, installs the CRDs and the operator, trains the iris example and waits
-# for the run to register a ModelVersion.
+# Kiln's quick start on a local kind cluster (needs docker, kind and kubectl; helm comes from
+# .ci/install-helm when it is not on PATH): builds the images, installs Kiln with its chart
+# (charts/kiln), trains the iris example and waits for the run to register a ModelVersion.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -11,6 +11,8 @@ NS=${KILN_NAMESPACE:-kiln-demo}
 for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null || { echo "quickstart: $tool is required" >&2; exit 1; }
 done
+HELM=$(command -v helm || echo .venv/bin/helm)
+[ -x "$HELM" ] || { bash .ci/install-helm .venv/bin && HELM=.venv/bin/helm; }
 
 if ! kind get clusters | grep -qx "$CLUSTER"; then
   kind create cluster --name "$CLUSTER" --config kind-config.yaml
@@ -24,10 +26,12 @@ for image in kiln-operator:dev kiln-server:dev kiln-iris-train:dev; do
   kind load docker-image --name "$CLUSTER" "$image"
 done
 
-kubectl apply -f crds/
-kubectl wait --for condition=established --timeout=60s -f crds/
-kubectl apply -k operator/deploy
-kubectl -n kiln-system rollout status deployment/kiln-operator --timeout=180s
+# The chart installs the CRDs, the operator and its RBAC; the images are the ones just loaded.
+kubectl create namespace kiln-system --dry-run=client -o yaml | kubectl apply -f -
+kubectl label namespace kiln-system pod-security.kubernetes.io/enforce=restricted --overwrite
+"$HELM" upgrade --install kiln charts/kiln --namespace kiln-system \
+  --set image.repository=kiln-operator --set image.tag=dev \
+  --set modelServer.image=kiln-server:dev --wait --timeout 180s
 
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n "$NS" apply -f examples/quickstart/manifests.yaml -f examples/training/trainingjob.yaml
