@@ -6,7 +6,8 @@ with model-server pods the cluster runs. The test then sends live inputs: from t
 training distribution first (no drift, no run), then shifted; the model servers measure the
 drift, the operator reads it, asks the TrainingJob for a drift run, the run really trains
 on more data, its better version is validated, canaried under the shifted traffic and
-promoted. The test prints the chain (drift reading → request id → run → ModelVersion →
+promoted. Then a schedule is set: the next minute's run feeds the same path (version 3
+promoted). The test prints the chain (drift reading → request id → run → ModelVersion →
 rollout) and its timings.
 """
 
@@ -153,3 +154,22 @@ def test_drift_in_live_traffic_retrains_and_the_better_version_is_promoted(
     assert canary["canary"]["version"] == 2
     assert set(shifted.codes[1]) == {200}, "a stable request failed"
     assert len(training) == 2, "more than one drift run"
+
+    # Scheduled retraining feeds the same path: the next minute's run trains on more data.
+    kube.patch(KILN, "TrainingJob", "sensors", e2e_namespace, {"spec": {"schedule": "* * * * *"}})
+    schedule_began = time.monotonic()
+    with Traffic(kube, e2e_namespace, "sensors", model="sensors", body=sensors_rows(0.0, 3)):
+        scheduled = serving.wait(
+            "version 3 promoted",
+            lambda s: (s.get("serving") or {}).get("version") == 3,
+            timeout=240,
+        )
+    runs = kube.get(KILN, "TrainingJob", "sensors", e2e_namespace)["status"]["runs"]
+    (third,) = [r for r in runs if r.get("modelVersion") == scheduled["serving"]["modelVersion"]]
+    print(
+        f"  scheduled run {third['name']} (trigger {third['trigger']}), accuracy "
+        f"{third['metrics']['accuracy']}, promoted {time.monotonic() - schedule_began:.1f}s "
+        "after the schedule was set"
+    )
+    assert third["trigger"] == "schedule"
+    assert third["name"] in scheduled["history"][-1]["reason"]

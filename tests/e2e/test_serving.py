@@ -41,6 +41,7 @@ from tests.server import models
 from tests.support.backends import Cluster
 from tests.support.kube import KubeClient, Obj, load_manifests
 from tests.support.operator import OperatorProcess
+from tests.support.serving import target_version
 
 if not os.environ.get(KUBECONFIG_VARIABLE):
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -151,12 +152,7 @@ class Traffic:
                     if v is not None
                 }
                 refreshed = time.monotonic()
-            stable, canary_version, weight = split
-            to_canary = (
-                canary_version is not None
-                and (sent * weight) // 100 != ((sent + 1) * weight) // 100
-            )
-            version = canary_version if to_canary else stable
+            version = target_version(sent, *split)
             sent += 1
             addresses = pods.get(version or -1) or []
             if version is not None and addresses:

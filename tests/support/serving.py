@@ -284,11 +284,7 @@ class Traffic:
                 split = self._split()
                 refreshed = time.monotonic()
             stable, canary, weight = split
-            # Deterministic proportion: of every 100 requests, `weight` go to the canary.
-            to_canary = (
-                canary is not None and (sent * weight) // 100 != ((sent + 1) * weight) // 100
-            )
-            version = canary if to_canary else stable
+            version = target_version(sent, stable, canary, weight)
             sent += 1
             pods = self.servers.of_version(version) if version is not None else []
             if not pods:
@@ -304,6 +300,14 @@ class Traffic:
                 code = 0
             self.codes.setdefault(int(version), []).append(code)
             time.sleep(1.0 / self.rate)
+
+
+def target_version(sent: int, stable: int | None, canary: int | None, weight: int) -> int | None:
+    """Which version request number ``sent`` goes to: of every 100 requests, ``weight`` go
+    to the canary, spread evenly (a deterministic proportion, not a random one)."""
+    if canary is not None and (sent * weight) // 100 != ((sent + 1) * weight) // 100:
+        return canary
+    return stable
 
 
 def infer_body(features: int, value: float = 0.5, rows: int = 1) -> dict[str, Any]:
