@@ -175,9 +175,13 @@ class Credentials:
     configuration: Any  # kubernetes.client.Configuration: it refreshes rotating tokens
 
     def authorization(self) -> str | None:
-        token = self.configuration.get_api_key_with_prefix("authorization")
-        if token:
-            return str(token)
+        # kubernetes-client keeps a kubeconfig's or the service account's token under
+        # "BearerToken" (older releases: "authorization"); asking for it each time runs the
+        # refresh hook of the in-cluster loader, which re-reads the rotated token file.
+        for key in ("BearerToken", "authorization"):
+            token = self.configuration.get_api_key_with_prefix(key)
+            if token:
+                return str(token)
         if self.configuration.username and self.configuration.password:
             return str(self.configuration.get_basic_auth_token())
         return None

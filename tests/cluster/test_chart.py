@@ -9,15 +9,16 @@ the emulator and on a kubeconfig cluster: they install cluster-scoped objects an
 RBAC and admission, which only a real API server of their own can.
 
 Covers: ``helm template`` with a matrix of values (defaults, namespaced, cluster-wide with
-two replicas, GPU, CRDs off, the approval policy, RBAC off) renders manifests the server
-accepts (``kubectl apply --dry-run=server``); ``helm install`` renders the approval policy
+two replicas, GPU, CRDs off, the approval policy, monitoring on, RBAC off) renders
+manifests the server accepts (``kubectl apply --dry-run=server``; prometheus-operator's
+kinds as stand-in CRDs with open schemas); ``helm install`` renders the approval policy
 in the version the cluster serves. The operator, authenticated as the chart's
 ServiceAccount (a client certificate naming it), trains and registers a version, validates
 it, serves it with an HPA, a PDB and an HTTPRoute, replaces it with a second version
 (deleting the first's Deployment and HPA) and answers a run request, in cluster-wide and in
 namespaced mode, with not one request refused (audit log); ``kubectl auth can-i --list``
 shows the account no wildcard and no right beyond the chart's rules. With a token of the
-account the operator is anonymous today (a strict xfail naming the defect). The approval
+account (as in a pod) the operator authenticates as that account. The approval
 policy refuses ``approved: true`` from a kiln-edit user outside the approvers' group, on
 create and on patch, and accepts it from a member. ``helm upgrade`` with changed values
 changes the operator's flags and RBAC; ``helm uninstall`` keeps the CRDs and Kiln objects
@@ -183,6 +184,21 @@ MATRIX: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     ),
     "crds-off": ({"crds": {"install": False}}, ()),
     "approval-policy": ({"approval": {"groups": ["ml-leads"], "users": ["ci-bot"]}}, POLICY_API),
+    "monitoring": (
+        {
+            "monitoring": {
+                "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                "podMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+                "grafanaDashboard": {"enabled": True},
+                "kubeStateMetrics": {
+                    "enabled": True,
+                    "serviceAccount": {"name": "kube-state-metrics", "namespace": "monitoring"},
+                },
+            }
+        },
+        (),
+    ),
     "everything-off": (
         {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "default"}},
         (),
@@ -190,11 +206,48 @@ MATRIX: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 }
 
 
+def _stand_in_crd(kind: str, plural: str) -> dict[str, Any]:
+    """prometheus-operator's kind with an open schema: the server checks the objects'
+    metadata and kind, not their spec (the real CRDs are not vendored here)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+PROMETHEUS_OPERATOR_CRDS = [
+    _stand_in_crd("ServiceMonitor", "servicemonitors"),
+    _stand_in_crd("PodMonitor", "podmonitors"),
+    _stand_in_crd("PrometheusRule", "prometheusrules"),
+]
+
+
 @pytest.mark.parametrize("case", list(MATRIX), ids=list(MATRIX))
 def test_rendered_chart_is_accepted_by_the_real_api_server(plane: ChartPlane, case: str) -> None:
     values, extra = MATRIX[case]
     for namespace in (NAMESPACE, "team-a", "team-b"):
         plane.namespace(namespace)
+    if "monitoring" in values:
+        install_crds(plane.client, PROMETHEUS_OPERATOR_CRDS)
     docs = render(values, *extra)
     out = plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
     applied = [line for line in out.splitlines() if line.strip()]
@@ -467,13 +520,6 @@ def test_operator_service_account_has_no_wildcard_rights(plane: ChartPlane, rele
     assert "configmaps" not in granted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kiln_operator.kube.Credentials.authorization() reads the kubeconfig's token from "
-    "api_key['authorization'], but kubernetes-client (v37, in-cluster and kubeconfig alike) "
-    "stores it under api_key['BearerToken']: the operator sends no token and is "
-    "system:anonymous, so in a pod every request is refused. Remove this mark with the fix.",
-)
 def test_operator_authenticates_with_its_service_account_token(
     plane: ChartPlane, release: str, tmp_path: Path
 ) -> None:
