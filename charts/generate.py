@@ -6,6 +6,9 @@
   ``values.yaml``, between the README's ``values`` markers.
 - ``argocd/argocd-cm.yaml``: the ``argocd-cm`` keys that install the health checks of
   ``argocd/resource_customizations/kiln.dev/<Kind>/health.lua`` in a running Argo CD.
+- ``charts/kiln/files/dashboards/kiln.json``: the Grafana dashboard (``dashboard``).
+- ``docs/metrics.md``: every metric Kiln exports, from the operator's and the model
+  server's own definitions and the chart's kube-state-metrics configuration.
 - ``dist/install.yaml``: ``helm template`` of the chart with its default values into
   ``kiln-system``, after a Namespace that enforces the restricted Pod Security Standard;
   ``dist/approval-policy.yaml``: the approval policy as Kubernetes 1.30+ serves it, for
@@ -240,6 +243,321 @@ def argocd_cm() -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- the Grafana dashboard ------------------------------------------------------------------
+
+#: Selector of the dashboard's variables, on the model servers' metrics (PodMonitor labels).
+_SERVER = 'namespace=~"$namespace", inferenceservice=~"$inferenceservice"'
+
+
+def _panel(
+    title: str,
+    targets: list[tuple[str, str]],
+    unit: str,
+    x: int,
+    y: int,
+    description: str,
+    width: int = 12,
+) -> dict[str, Any]:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": width, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+        "targets": [
+            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
+            for i, (expr, legend) in enumerate(targets)
+        ],
+    }
+
+
+def _row(title: str, y: int) -> dict[str, Any]:
+    return {
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+    }
+
+
+def _variable(name: str, query: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "query",
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
+        "refresh": 2,
+        "sort": 1,
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    """Kiln's Grafana dashboard: serving per InferenceService, drift, rollouts, training."""
+    rate = "[$__rate_interval]"
+    by = "namespace, inferenceservice, version"
+    requests = f"kiln_inference_requests_total{{{_SERVER}}}"
+    errors = f'kiln_inference_requests_total{{{_SERVER}, code=~"5.."}}'
+    latency = f"kiln_inference_request_duration_seconds_bucket{{{_SERVER}}}"
+    batch = f"kiln_inference_batch_size_bucket{{{_SERVER}}}"
+    status = 'namespace=~"$namespace", inferenceservice=~"$inferenceservice"'
+    panels = [
+        _row("Serving", 0),
+        _panel(
+            "Request rate",
+            [(f"sum by ({by}) (rate({requests}{rate}))", "{{inferenceservice}} v{{version}}")],
+            "reqps",
+            0,
+            1,
+            "Inference requests per second, per InferenceService and model version.",
+        ),
+        _panel(
+            "Error rate (5xx)",
+            [
+                (
+                    f"sum by ({by}) (rate({errors}{rate}))"
+                    f" / sum by ({by}) (rate({requests}{rate}))",
+                    "{{inferenceservice}} v{{version}}",
+                )
+            ],
+            "percentunit",
+            12,
+            1,
+            "Share of inference requests answered with a 5xx status.",
+        ),
+        _panel(
+            "Latency p50 / p99",
+            [
+                (
+                    f"histogram_quantile(0.5, sum by ({by}, le) (rate({latency}{rate})))",
+                    "p50 {{inferenceservice}} v{{version}}",
+                ),
+                (
+                    f"histogram_quantile(0.99, sum by ({by}, le) (rate({latency}{rate})))",
+                    "p99 {{inferenceservice}} v{{version}}",
+                ),
+            ],
+            "s",
+            0,
+            9,
+            "Request latency inside the model server, from the last body byte to the response.",
+        ),
+        _panel(
+            "Batch size p50 / p99",
+            [
+                (
+                    f"histogram_quantile(0.5, sum by ({by}, le) (rate({batch}{rate})))",
+                    "p50 {{inferenceservice}} v{{version}}",
+                ),
+                (
+                    f"histogram_quantile(0.99, sum by ({by}, le) (rate({batch}{rate})))",
+                    "p99 {{inferenceservice}} v{{version}}",
+                ),
+            ],
+            "short",
+            12,
+            9,
+            "Rows per ONNX Runtime call: how well dynamic batching merges requests.",
+        ),
+        _row("Drift and rollouts", 17),
+        _panel(
+            "Drift per feature (PSI)",
+            [
+                (
+                    f"max by (namespace, inferenceservice, feature) (kiln_drift_psi{{{_SERVER}}})",
+                    "{{inferenceservice}} {{feature}}",
+                ),
+                (
+                    f"max by (namespace, inferenceservice) (kiln_drift_psi_overall{{{_SERVER}}})",
+                    "{{inferenceservice}} mean",
+                ),
+            ],
+            "short",
+            0,
+            18,
+            "Population stability index of each input feature against the training baseline.",
+        ),
+        _panel(
+            "Canary weight",
+            [
+                (
+                    "max by (namespace, inferenceservice) "
+                    f"(kiln_inferenceservice_canary_weight{{{status}}})",
+                    "{{inferenceservice}}",
+                ),
+                (
+                    "max by (namespace, inferenceservice) "
+                    f"(kiln_inferenceservice_serving_version{{{status}}})",
+                    "{{inferenceservice}} serving version",
+                ),
+            ],
+            "percent",
+            12,
+            18,
+            "Traffic percent of the canary over time (kube-state-metrics from status.canary), "
+            "and the version the stable track serves.",
+        ),
+        _row("Training and the operator", 26),
+        _panel(
+            "TrainingJob runs by phase",
+            [
+                (
+                    "count by (namespace, phase) "
+                    '(kiln_trainingjob_run_info{namespace=~"$namespace"})',
+                    "{{namespace}} {{phase}}",
+                )
+            ],
+            "short",
+            0,
+            27,
+            "Runs the TrainingJobs keep in their status, by phase (kube-state-metrics).",
+        ),
+        _panel(
+            "Operator reconciles",
+            [
+                (
+                    f"sum by (kind, result) (rate(kiln_operator_reconciles_total{rate}))",
+                    "{{kind}} {{result}}",
+                ),
+                ("sum by (kind) (kiln_operator_workqueue_depth)", "queue {{kind}}"),
+            ],
+            "short",
+            12,
+            27,
+            "Reconciles per second by kind and result, and the work queues' depth.",
+        ),
+    ]
+    return {
+        "title": "Kiln",
+        "uid": "kiln-overview",
+        "description": "Kiln: InferenceService traffic, errors, latency, batching, drift, "
+        "canary rollouts, TrainingJob runs and the operator (charts/kiln).",
+        "tags": ["kiln", "mlops"],
+        "editable": True,
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                },
+                _variable("namespace", "label_values(kiln_inference_requests_total, namespace)"),
+                _variable(
+                    "inferenceservice",
+                    'label_values(kiln_inference_requests_total{namespace=~"$namespace"}, '
+                    "inferenceservice)",
+                ),
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def dashboard_json() -> str:
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
+# -- the metrics reference ------------------------------------------------------------------
+
+
+def _family_rows(text: str, source: str) -> list[tuple[str, str, str, str, str]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rows = []
+    for family in sorted(text_string_to_metric_families(text), key=lambda f: f.name):
+        if family.name.endswith("_created"):
+            continue  # prometheus_client's creation timestamps of each counter and histogram
+        suffix = "_total" if family.type == "counter" else ""
+        labels = sorted({k for s in family.samples for k in s.labels if k != "le"})
+        name = f"{family.name}{suffix}"
+        rows.append((name, family.type, ", ".join(labels), family.documentation, source))
+    return rows
+
+
+def metric_rows() -> list[tuple[str, str, str, str, str]]:
+    """(name, type, labels, help, source) of every metric Kiln exports: the operator's
+    metric objects, a model server's registry with one request and a drift report (so
+    every family has samples), and the kube-state-metrics configuration."""
+    from kiln_operator import metrics as operator_metrics
+    from kiln_server.drift import DriftReport
+    from kiln_server.metrics import ServerMetrics
+
+    rows = []
+    for value in vars(operator_metrics).values():
+        if hasattr(value, "_name") and hasattr(value, "_labelnames"):
+            kind = value._type
+            name = f"{value._name}_total" if kind == "counter" else value._name
+            labels = ", ".join(value._labelnames)
+            rows.append((name, kind, labels, value._documentation, OPERATOR_SOURCE))
+    rows.sort()
+    server = ServerMetrics("model", "1", "cpu")
+    server.count_request(200)
+    server.watch_drift(lambda: DriftReport(rows=10, per_feature={"f0": 0.1}))
+    rows += _family_rows(server.exposition().decode(), SERVER_SOURCE)
+    rows += [
+        (name, kind, ", ".join(labels), help_, STATE_SOURCE)
+        for name, (kind, labels, help_) in sorted(state_metrics().items())
+    ]
+    return rows
+
+
+OPERATOR_SOURCE = "operator (`kiln-operator`, port `metrics`)"
+SERVER_SOURCE = "model server (`kiln-server`, port `http`)"
+STATE_SOURCE = "kube-state-metrics (`monitoring.kubeStateMetrics`)"
+
+
+def state_metrics() -> dict[str, tuple[str, list[str], str]]:
+    """kube-state-metrics metrics of files/kube-state-metrics.yaml: name -> (type, labels, help)."""
+    config = yaml.safe_load((CHART / "files" / "kube-state-metrics.yaml").read_text())
+    found: dict[str, tuple[str, list[str], str]] = {}
+    for resource in config["spec"]["resources"]:
+        common = list(resource.get("labelsFromPath", {}))
+        for metric in resource["metrics"]:
+            each = metric["each"]
+            kind = each["type"]
+            body = each[kind[0].lower() + kind[1:]]
+            labels = [*common, *body.get("labelsFromPath", {})]
+            if kind == "StateSet":
+                labels.append(body["labelName"])
+            name = f"{resource['metricNamePrefix']}_{metric['name']}"
+            found[name] = (kind.lower(), labels, metric["help"])
+    return found
+
+
+def metrics_reference() -> str:
+    lines = [
+        "# Kiln's metrics",
+        "",
+        "Generated by `make chart` from the operator's and the model server's metric",
+        "definitions and the chart's kube-state-metrics configuration; do not edit by hand.",
+        "",
+        "The operator serves its metrics on `--metrics-port` (9090, the chart's",
+        "`kiln-operator-metrics` Service; `monitoring.serviceMonitor`); every model-server pod",
+        "on its `http` port at `/metrics` (`monitoring.podMonitor`, which adds the label",
+        "`inferenceservice`; the canary analysis reads the same endpoint). The Kiln objects'",
+        "status becomes metrics through kube-state-metrics (`monitoring.kubeStateMetrics`).",
+        "The dashboard (`monitoring.grafanaDashboard`) and the alerts",
+        "(`monitoring.prometheusRule`) read only metrics of this table.",
+        "",
+        "| Metric | Type | Labels | Description | Exported by |",
+        "|---|---|---|---|---|",
+    ]
+    for name, kind, labels, help_, source in metric_rows():
+        lines.append(f"| `{name}` | {kind} | {labels} | {help_} | {source} |")
+    return "\n".join(lines) + "\n"
+
+
 def expected_files() -> dict[Path, str]:
     """Every generated file and the text it must have."""
     files = {
@@ -248,6 +566,8 @@ def expected_files() -> dict[Path, str]:
     values_yaml = (CHART / "values.yaml").read_text(encoding="utf-8")
     files[CHART_README] = chart_readme(CHART_README.read_text(encoding="utf-8"), values_yaml)
     files[ARGOCD / "argocd-cm.yaml"] = argocd_cm()
+    files[CHART / "files" / "dashboards" / "kiln.json"] = dashboard_json()
+    files[ROOT / "docs" / "metrics.md"] = metrics_reference()
     return files
 
 

@@ -413,6 +413,10 @@ def test_approval_policy_can_be_turned_off() -> None:
         ),
         ({"watchNamespace": ["a"]}, "Additional property watchNamespace is not allowed"),
         ({"rbac": {"aggregate": True}}, "rbac: Additional property aggregate is not allowed"),
+        (
+            {"monitoring": {"prometheusRule": {"driftFor": "half an hour"}}},
+            "monitoring.prometheusRule.driftFor: Does not match pattern",
+        ),
     ],
     ids=lambda case: str(case) if isinstance(case, str) else None,
 )

@@ -1,0 +1,295 @@
+"""The chart's monitoring: monitors, alerts and the dashboard, and the metrics they read.
+
+Covers: every metric the Grafana dashboard and the PrometheusRule query is one that Kiln
+exports (the operator's metric objects, a real model server's exposition, the chart's
+kube-state-metrics configuration), with only labels those metrics (or the scrape) have;
+nothing is rendered unless asked for; the PodMonitor selects the serving pods the operator
+builds, on their metrics port; the ServiceMonitor selects the operator's metrics Service;
+alert thresholds follow the values; the dashboard has the panels the issue asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kiln_operator import metrics as operator_metrics
+from kiln_server.drift import DriftReport
+from kiln_server.metrics import ServerMetrics
+from tests.support.helm import kinds, render
+from tests.unit.chart.test_chart_generated import generate
+from tests.unit.inferenceservice.test_serving_builders import deployment
+
+EVERYTHING = {
+    "monitoring": {
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+        "kubeStateMetrics": {"enabled": True},
+    }
+}
+#: Labels Prometheus adds at scrape time (the PodMonitor adds inferenceservice).
+TARGET_LABELS = {"namespace", "pod", "container", "job", "instance", "service", "endpoint"}
+SERVER_TARGET_LABELS = TARGET_LABELS | {"inferenceservice"}
+#: kube-state-metrics' own labels on every custom-resource metric.
+STATE_LABELS = {"customresource_group", "customresource_kind", "customresource_version"}
+PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+    "sum", "max", "min", "avg", "count", "rate", "irate", "increase", "histogram_quantile",
+    "label_values", "bool", "offset",
+}  # fmt: skip
+
+
+def _families(text: str) -> dict[str, set[str]]:
+    """Sample names -> label names, from Prometheus text (counters as _total, histograms as
+    _bucket/_sum/_count)."""
+    exported: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).update(sample.labels)
+    return exported
+
+
+def exported_metrics() -> dict[str, set[str]]:
+    """Every series name Kiln exports, with the labels it may carry."""
+    exported: dict[str, set[str]] = {}
+    for value in vars(operator_metrics).values():
+        if hasattr(value, "_labelnames") and hasattr(value, "_name"):
+            labels = set(value._labelnames) | TARGET_LABELS
+            text = generate_latest(_registry_of(value)).decode()
+            for family in text_string_to_metric_families(text):
+                suffixes = {
+                    "counter": ["_total"],
+                    "gauge": [""],
+                    "histogram": ["_bucket", "_sum", "_count"],
+                }[family.type]
+                for suffix in suffixes:
+                    exported[f"{family.name}{suffix}"] = labels | (
+                        {"le"} if suffix == "_bucket" else set()
+                    )
+    server = ServerMetrics("iris", "2", "cpu")
+    server.count_request(200)
+    server.request_duration.observe(0.01)
+    server.batch_size.observe(4)
+    server.watch_drift(lambda: DriftReport(rows=100, per_feature={"f0": 0.3, "f1": 0.1}))
+    for name, labels in _families(server.exposition().decode()).items():
+        exported[name] = labels | SERVER_TARGET_LABELS
+    for name, (_, labels, _) in generate.state_metrics().items():
+        exported[name] = set(labels) | STATE_LABELS | TARGET_LABELS
+    return exported
+
+
+def _registry_of(metric: Any) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    registry.register(metric)
+    return registry
+
+
+def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind]
+    return found
+
+
+@pytest.fixture(scope="module")
+def monitored() -> list[dict[str, Any]]:
+    return render(EVERYTHING)
+
+
+def dashboard_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    config_map = next(d for d in docs if d["metadata"]["name"] == "kiln-dashboard")
+    board: dict[str, Any] = json.loads(config_map["data"]["kiln.json"])
+    return board
+
+
+def queries(docs: list[dict[str, Any]]) -> list[str]:
+    """Every PromQL expression of the dashboard (panels and variables) and the rules."""
+    board = dashboard_of(docs)
+    found = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    found += [v["query"]["query"] for v in board["templating"]["list"] if v["type"] == "query"]
+    rule = _one(docs, "PrometheusRule")
+    found += [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    return found
+
+
+def _grafana_free(expr: str) -> str:
+    """The expression without Grafana's variables and label_values() wrapper."""
+    expr = re.sub(r"\$__rate_interval|\$\w+", "x", expr)
+    return re.sub(r"label_values\((.*),\s*\w+\)$", r"\1", expr)
+
+
+def used_metrics(expr: str) -> set[str]:
+    expr = re.sub(r'"[^"]*"', '""', _grafana_free(expr))
+    return set(re.findall(r"\bkiln_[a-z0-9_]+\b", expr))
+
+
+def used_labels(expr: str) -> set[str]:
+    expr = _grafana_free(expr)
+    labels = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
+    for clause in re.findall(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)", expr):
+        labels.update(name.strip() for name in clause.split(",") if name.strip())
+    return labels - PROMQL_WORDS
+
+
+def test_every_queried_metric_is_exported_with_the_labels_used(
+    monitored: list[dict[str, Any]],
+) -> None:
+    exported = exported_metrics()
+    expressions = queries(monitored)
+    assert len(expressions) >= 15
+    for expr in expressions:
+        metrics = used_metrics(expr)
+        assert metrics, f"no Kiln metric in {expr!r}"
+        unknown = metrics - exported.keys()
+        assert not unknown, f"{expr!r} reads {sorted(unknown)}, which nothing exports"
+        known_labels = set().union(*(exported[m] for m in metrics))
+        stray = used_labels(expr) - known_labels - {"le"}
+        assert not stray, f"{expr!r} uses labels {sorted(stray)} that {sorted(metrics)} lack"
+
+
+def test_the_check_catches_a_metric_nothing_exports() -> None:
+    exported = exported_metrics()
+    assert used_metrics('sum(rate(kiln_inference_request_total{code="500"}[5m]))') - (
+        exported.keys()
+    ) == {"kiln_inference_request_total"}
+    assert (
+        "track"
+        in used_labels('kiln_inference_requests_total{track="canary"}')
+        - (exported["kiln_inference_requests_total"])
+    )
+
+
+def test_nothing_is_monitored_unless_asked() -> None:
+    assert not {"ServiceMonitor", "PodMonitor", "PrometheusRule"} & set(kinds(render()))
+    assert [d["metadata"]["name"] for d in render() if d["kind"] == "ConfigMap"] == []
+
+
+def test_pod_monitor_selects_the_serving_pods_the_operator_builds(
+    monitored: list[dict[str, Any]],
+) -> None:
+    pod_monitor = _one(monitored, "PodMonitor")
+    template = deployment()["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    selector = pod_monitor["spec"]["selector"]
+    assert selector["matchLabels"].items() <= labels.items()
+    for expression in selector["matchExpressions"]:
+        assert expression["operator"] == "Exists"
+        assert expression["key"] in labels
+    (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
+    ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+    assert endpoint["port"] in ports
+    assert endpoint["path"] == "/metrics"
+    (relabel,) = endpoint["relabelings"]
+    assert relabel["targetLabel"] == "inferenceservice"
+    pod_label = relabel["sourceLabels"][0].removeprefix("__meta_kubernetes_pod_label_")
+    assert pod_label in {re.sub(r"[^a-zA-Z0-9_]", "_", k) for k in labels}
+
+
+def test_pod_monitor_watches_only_the_watched_namespaces() -> None:
+    docs = render({**EVERYTHING, "watchNamespaces": ["team-a"]})
+    assert _one(docs, "PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+    assert _one(render(EVERYTHING), "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}
+
+
+def test_service_monitor_scrapes_the_operators_metrics_service(
+    monitored: list[dict[str, Any]],
+) -> None:
+    monitor = _one(monitored, "ServiceMonitor")
+    service = next(d for d in monitored if d["metadata"]["name"] == "kiln-operator-metrics")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+
+
+def test_alerts_cover_canaries_drift_and_training_with_the_configured_thresholds() -> None:
+    values = {
+        "monitoring": {
+            "prometheusRule": {
+                "enabled": True,
+                "canaryErrorRatio": 0.02,
+                "driftThreshold": 0.4,
+                "driftFor": "1h",
+            }
+        }
+    }
+    rules = {
+        rule["alert"]: rule
+        for group in _one(render(values), "PrometheusRule")["spec"]["groups"]
+        for rule in group["rules"]
+    }
+    assert {
+        "KilnCanaryAborted",
+        "KilnCanaryErrorRateHigh",
+        "KilnDriftSustained",
+        "KilnTrainingJobFailing",
+    } <= rules.keys()
+    assert "> 0.02" in rules["KilnCanaryErrorRateHigh"]["expr"]
+    assert "> 0.4" in rules["KilnDriftSustained"]["expr"]
+    assert rules["KilnDriftSustained"]["for"] == "1h"
+    assert all(rule["annotations"]["summary"] for rule in rules.values())
+
+
+def test_dashboard_shows_serving_drift_rollouts_and_training(
+    monitored: list[dict[str, Any]],
+) -> None:
+    config_map = next(d for d in monitored if d["metadata"]["name"] == "kiln-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = dashboard_of(monitored)
+    panels = {p["title"]: p for p in board["panels"] if p["type"] != "row"}
+    assert set(panels) >= {
+        "Request rate",
+        "Error rate (5xx)",
+        "Latency p50 / p99",
+        "Batch size p50 / p99",
+        "Drift per feature (PSI)",
+        "Canary weight",
+        "TrainingJob runs by phase",
+    }
+    for panel in panels.values():
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs))
+        assert panel["datasource"]["uid"] == "${datasource}"
+    latency = [t["expr"] for t in panels["Latency p50 / p99"]["targets"]]
+    assert [e.split(",")[0] for e in latency] == [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.99",
+    ]
+    assert (
+        "by (namespace, inferenceservice, version" in panels["Request rate"]["targets"][0]["expr"]
+    )
+
+
+def test_kube_state_metrics_config_and_its_rights() -> None:
+    values = {
+        "monitoring": {
+            "kubeStateMetrics": {
+                "enabled": True,
+                "serviceAccount": {"name": "kube-state-metrics", "namespace": "monitoring"},
+            }
+        }
+    }
+    docs = render(values)
+    config_map = next(d for d in docs if d["metadata"]["name"] == "kiln-kube-state-metrics")
+    assert "kind: CustomResourceStateMetrics" in config_map["data"]["kiln.yaml"]
+    role = next(
+        d
+        for d in docs
+        if d["metadata"]["name"] == "kiln-kube-state-metrics" and d["kind"] == "ClusterRole"
+    )
+    assert role["rules"][0]["verbs"] == ["list", "watch"]
+    binding = next(
+        d
+        for d in docs
+        if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "kiln-kube-state-metrics"
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kube-state-metrics", "namespace": "monitoring"}
+    ]
