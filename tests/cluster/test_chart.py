@@ -13,22 +13,21 @@ two replicas, GPU, CRDs off, the approval policy, monitoring on, RBAC off) rende
 manifests the server accepts (``kubectl apply --dry-run=server``; prometheus-operator's
 kinds as stand-in CRDs with open schemas); ``helm install`` renders the approval policy
 in the version the cluster serves. The operator, authenticated as the chart's
-ServiceAccount (a client certificate naming it), trains and registers a version, validates
-it, serves it with an HPA, a PDB and an HTTPRoute, replaces it with a second version
-(deleting the first's Deployment and HPA) and answers a run request, in cluster-wide and in
-namespaced mode, with not one request refused (audit log); ``kubectl auth can-i --list``
-shows the account no wildcard and no right beyond the chart's rules. With a token of the
-account (as in a pod) the operator authenticates as that account. The approval
-policy refuses ``approved: true`` from a kiln-edit user outside the approvers' group, on
-create and on patch, and accepts it from a member. ``helm upgrade`` with changed values
-changes the operator's flags and RBAC; ``helm uninstall`` keeps the CRDs and Kiln objects
-with ``crds.keep``, a reinstall adopts them, and without it the CRDs go.
+ServiceAccount by a bound token from the TokenRequest API (as in a pod), trains and
+registers a version, validates it, serves it with an HPA, a PDB and an HTTPRoute, replaces
+it with a second version (deleting the first's Deployment and HPA) and answers a run
+request, in cluster-wide and in namespaced mode, with not one request refused (audit log);
+``kubectl auth can-i --list`` shows the account no wildcard and no right beyond the
+chart's rules. The approval policy refuses ``approved: true`` from a kiln-edit user
+outside the approvers' group, on create and on patch, and accepts it from a member.
+``helm upgrade`` with changed values changes the operator's flags and RBAC; ``helm
+uninstall`` keeps the CRDs and Kiln objects with ``crds.keep``, a reinstall adopts them,
+and without it the CRDs go.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import re
 import shutil
@@ -41,10 +40,6 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.cluster.test_inferenceservice import HTTP_ROUTE_CRD, Rig, inference_service
 from tests.cluster.test_loop import train, training_job
@@ -92,7 +87,6 @@ class ChartPlane:
     client: KubeClient
     audit_log: Path
     workdir: Path
-    pki: Path
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         binary = shutil.which("kubectl")
@@ -159,7 +153,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartPlane]:
     kubeconfig = control_plane.start()
     client = KubeClient(kubeconfig)
     try:
-        yield ChartPlane(kubeconfig, client, audit_log, workdir, workdir / "envtest" / "pki")
+        yield ChartPlane(kubeconfig, client, audit_log, workdir)
     finally:
         client.close()
         control_plane.stop()
@@ -324,46 +318,6 @@ def service_account_token_kubeconfig(plane: ChartPlane, path: Path) -> Path:
     return write_kubeconfig(path, server, ca_cert=ca, token=answer["status"]["token"])
 
 
-def service_account_certificate_kubeconfig(plane: ChartPlane, path: Path) -> Path:
-    """A kubeconfig whose client certificate names the chart's ServiceAccount: the API
-    server authenticates it as that account's user and groups, so RBAC grants it exactly
-    what the chart binds to the account."""
-    ca_cert = x509.load_pem_x509_certificate((plane.pki / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((plane.pki / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, rsa.RSAPrivateKey)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:serviceaccounts"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"system:serviceaccounts:{NAMESPACE}"),
-            x509.NameAttribute(NameOID.COMMON_NAME, OPERATOR_USER),
-        ]
-    )
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=2))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_file, key_file = path.parent / "operator.crt", path.parent / "operator.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    server, ca = _admin_cluster(plane, path.parent)
-    return write_kubeconfig(path, server, ca_cert=ca, client_cert=cert_file, client_key=key_file)
-
-
 def audit_entries(plane: ChartPlane, since: int) -> list[dict[str, Any]]:
     """The operator's requests the API server logged after byte ``since`` of the log."""
     with plane.audit_log.open("rb") as log:
@@ -405,7 +359,7 @@ def test_operator_as_the_charts_service_account_is_never_refused(
         is None
     ):
         install_crds(plane.client, [HTTP_ROUTE_CRD])
-    kubeconfig = service_account_certificate_kubeconfig(plane, tmp_path / "operator.kubeconfig")
+    kubeconfig = service_account_token_kubeconfig(plane, tmp_path / "operator.kubeconfig")
     since = plane.audit_log.stat().st_size if plane.audit_log.exists() else 0
 
     kube = plane.client
@@ -518,29 +472,6 @@ def test_operator_service_account_has_no_wildcard_rights(plane: ChartPlane, rele
     # Nor any right it has no use for.
     assert "secrets" not in granted
     assert "configmaps" not in granted
-
-
-def test_operator_authenticates_with_its_service_account_token(
-    plane: ChartPlane, release: str, tmp_path: Path
-) -> None:
-    namespace = plane.namespace("team-token")
-    kubeconfig = service_account_token_kubeconfig(plane, tmp_path / "operator.kubeconfig")
-    since = plane.audit_log.stat().st_size if plane.audit_log.exists() else 0
-    process = OperatorProcess(kubeconfig, namespace, tmp_path / "kiln-operator.log")
-    with process.running():
-        plane.client.apply_manifest([training_job()], namespace)
-        # Either the run's Job appears or the operator is refused.
-        wait_until(
-            "the run's Job, or a refusal in the operator's log",
-            lambda: (
-                plane.client.list("batch/v1", "Job", namespace)["items"]
-                or "Forbidden" in process.logs()
-            ),
-            timeout=30,
-        )
-        log = process.logs()
-    assert audit_entries(plane, since), "no request reached the API server as the account"
-    assert not re.search(r"\b403\b|Forbidden", log), log[-4000:]
 
 
 # -- the approval policy ------------------------------------------------------------------

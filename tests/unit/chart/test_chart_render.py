@@ -173,6 +173,15 @@ def test_operator_flags_follow_the_values() -> None:
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
 
 
+def test_several_replicas_get_a_disruption_budget(default: list[dict[str, Any]]) -> None:
+    assert "PodDisruptionBudget" not in kinds(default)
+    docs = render({"replicas": 3})
+    budget = one(docs, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
 def test_operator_flags_parse_with_the_operators_own_command_line() -> None:
     from kiln_operator.cli import parse_args
 
