@@ -68,6 +68,7 @@ from kiln_operator.decisions.serving import Resolution, resolve
 from kiln_operator.decisions.status import status_patch
 from kiln_operator.decisions.triggers import format_time
 from kiln_operator.objectlog import ObjectLog, object_log
+from kiln_operator.scrape import Scraped
 
 Obj = dict[str, Any]
 
@@ -216,14 +217,7 @@ async def _analyse(
     """Scrape the canary's ready pods and judge what they served since the last analysis."""
     meta = isvc["metadata"]
     version = int(canary["version"])
-    selector = ",".join(f"{k}={v}" for k, v in serving_selector(meta["name"], version).items())
-    pods = await ctx.client.list(kube.PODS, meta["namespace"], selector)
-    endpoints = {
-        pod["metadata"]["name"]: f"http://{_pod_address(pod)}:{_server_port(pod)}/metrics"
-        for pod in pods
-        if _ready(pod)
-    }
-    scraped = await ctx.scraper.scrape(endpoints)
+    endpoints, scraped = await _scrape_version(ctx, meta["namespace"], meta["name"], version)
     previous: dict[str, PodSample] = {}
     for pod, doc in (canary.get("samples") or {}).items():
         sample = PodSample.from_status(doc)
@@ -248,6 +242,19 @@ async def _analyse(
     # A pod that did not answer keeps its earlier counters: the next window starts there.
     samples = {**{p: s for p, s in previous.items() if p in failures}, **current}
     return Observation(judgement, stats.requests, stats.error_rate, stats.p99_seconds, samples)
+
+
+async def _scrape_version(
+    ctx: OperatorContext, namespace: str, name: str, version: int
+) -> tuple[dict[str, str], Scraped]:
+    """The ``/metrics`` URLs of one served version's ready pods, and what they answered."""
+    selector = ",".join(f"{k}={v}" for k, v in serving_selector(name, version).items())
+    endpoints = {
+        pod["metadata"]["name"]: f"http://{_pod_address(pod)}:{_server_port(pod)}/metrics"
+        for pod in await ctx.client.list(kube.PODS, namespace, selector)
+        if _ready(pod)
+    }
+    return endpoints, await ctx.scraper.scrape(endpoints)
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
@@ -368,13 +375,7 @@ async def _follow_drift(
 async def _read_drift(
     ctx: OperatorContext, namespace: str, name: str, model: str, version: int
 ) -> Reading | None:
-    selector = ",".join(f"{k}={v}" for k, v in serving_selector(name, version).items())
-    pods = [pod for pod in await ctx.client.list(kube.PODS, namespace, selector) if _ready(pod)]
-    endpoints = {
-        pod["metadata"]["name"]: f"http://{_pod_address(pod)}:{_server_port(pod)}/metrics"
-        for pod in pods
-    }
-    scraped = await ctx.scraper.scrape(endpoints)
+    _, scraped = await _scrape_version(ctx, namespace, name, version)
     readings = []
     for pod, text in scraped.texts.items():
         try:
