@@ -52,6 +52,7 @@ from tests.support.backends import (
     environment,
     install_crds,
     is_established,
+    open_schema_crd,
     select_backend,
 )
 from tests.support.envtest import EnvtestAssets, EnvtestControlPlane
@@ -201,31 +202,8 @@ MATRIX: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 
 
 def _stand_in_crd(kind: str, plural: str) -> dict[str, Any]:
-    """prometheus-operator's kind with an open schema: the server checks the objects'
-    metadata and kind, not their spec (the real CRDs are not vendored here)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    """prometheus-operator's kind with an open schema (the real CRDs are not vendored here)."""
+    return open_schema_crd("monitoring.coreos.com", kind, plural)
 
 
 PROMETHEUS_OPERATOR_CRDS = [

@@ -24,7 +24,7 @@ import pytest
 from tests.cluster.test_modelversion import CLAIM, model_version, place, wait_for_validation_job
 from tests.cluster.test_trainingjob import condition, wait_until
 from tests.server import models
-from tests.support.backends import Cluster, install_crds
+from tests.support.backends import Cluster, install_crds, open_schema_crd
 from tests.support.kube import KubeClient, Obj
 from tests.support.kubelet import Workloads
 from tests.support.operator import OperatorProcess
@@ -439,40 +439,13 @@ def test_immediate_switches_once_the_new_version_is_available(rig: Rig) -> None:
     wait_until("v1 removed after the drain", lambda: rig.deployment(1) is None, timeout=30)
 
 
-HTTP_ROUTE_CRD: Obj = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        # The Gateway API's own CRDs carry it: *.k8s.io groups are protected.
-        "annotations": {
-            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"
-        },
-    },
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "names": {
-            "kind": "HTTPRoute",
-            "plural": "httproutes",
-            "singular": "httproute",
-            "listKind": "HTTPRouteList",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+#: The Gateway API's own CRDs carry the approval annotation: *.k8s.io groups are protected.
+HTTP_ROUTE_CRD: Obj = open_schema_crd(
+    "gateway.networking.k8s.io",
+    "HTTPRoute",
+    "httproutes",
+    {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"},
+)
 
 
 def test_gateway_api_routes_the_exact_step_weight(rig: Rig) -> None:

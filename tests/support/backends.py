@@ -159,6 +159,40 @@ def is_established(crd: dict[str, Any] | None) -> bool:
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
+def open_schema_crd(
+    group: str, kind: str, plural: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A namespaced CRD of ``group``/v1 whose schema accepts any object: a stand-in for a
+    third-party kind (Gateway API, prometheus-operator) whose real CRD is not vendored; the
+    server still checks the objects' metadata and kind."""
+    metadata: dict[str, Any] = {"name": f"{plural}.{group}"}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": metadata,
+        "spec": {
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
 def install_crds(
     client: KubeClient, documents: list[dict[str, Any]], timeout: float = 60.0
 ) -> list[str]:
