@@ -9,8 +9,11 @@ again the same way would change (``kubectl diff``, ``kubectl diff --server-side`
 must differ: the operator writes only status and its own children. A changed manifest is
 shown as a difference, so the check can fail.
 
-(Mixing the two ways is not clean on a real kube-apiserver, operator or not: a server-side
-apply rewrites the last-applied annotation that a client-side apply wrote.)
+(Mixing the two ways is not clean, on a real kube-apiserver or the emulator, operator or not:
+``kubectl apply --server-side`` rewrites the last-applied annotation that a client-side apply
+wrote to the configuration it applied (``reference/realk8s-answers.json``), so the next
+client-side apply of the same files reports them "configured"; and a client-side apply after a
+server-side one adds the annotation, which ``kubectl diff --server-side`` then shows.)
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def _observed(kube: KubeClient, namespace: str, obj: Obj) -> bool:
 
 
 def _operator_jobs(kube: KubeClient, namespace: str) -> list[Obj]:
-    return kube.list("batch/v1", "Job", namespace)
+    jobs: list[Obj] = kube.list("batch/v1", "Job", namespace)["items"]
+    return jobs
 
 
 @pytest.mark.parametrize("how", [(), ("--server-side",)], ids=["client-side", "server-side"])

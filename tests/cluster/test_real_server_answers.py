@@ -3,7 +3,10 @@
 ``reference/realk8s-answers.json`` holds, for each request of :mod:`tests.record.answers`,
 the part of a real server's answer that matters: a new CRD's status (not yet established),
 the shape of list items (built-in kinds without apiVersion/kind, custom resources with
-them), resource quantities in canonical form, and a Job's zero counts omitted.
+them), resource quantities in canonical form, a Job's zero counts omitted, and what a
+server-side apply does to the last-applied annotation of a client-side ``kubectl apply``
+(under the field manager ``kubectl``: conflicts it explains are forgiven and it is rewritten
+to the applied configuration; otherwise it is left alone, and never added).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from tests.kubeemu import apply as server_side_apply
-from tests.kubeemu import deletion, events, fieldsets, metadata, patch, strategic
+from tests.kubeemu import deletion, events, fieldsets, lastapplied, metadata, patch, strategic
 from tests.kubeemu.builtin_validation import builtin_causes
 from tests.kubeemu.controllers import Controllers
 from tests.kubeemu.crds import crd_resource_types, prepare_crd, validate_crd
@@ -387,6 +387,7 @@ class Api:
             merged, managed = server_side_apply.apply(
                 seed, config, options.manager, options.force, self.shape_of(rt), scope, rt
             )
+            lastapplied.rewrite(merged, body, options.manager)
             merged["metadata"]["managedFields"] = []
             created = self.create(rt, namespace, merged, WriteOptions(dry_run=True))
             created = self._stored_form(rt, created)
@@ -409,6 +410,7 @@ class Api:
             scope,
             rt,
         )
+        lastapplied.rewrite(merged, body, options.manager)
         merged["metadata"]["managedFields"] = managed
         obj = self._stored_form(rt, self._checked_body(rt, merged))
         return self._write_update(rt, old, obj, subresource, options, applied=True), False

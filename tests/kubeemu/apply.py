@@ -2,7 +2,8 @@
 
 The rules that matter to an operator applying its children: the applied configuration is
 merged into the live object (keyed lists by key, sets as sets, everything else replaced);
-a field another manager owns with a different value is a conflict unless `force`; fields
+a field another manager owns with a different value is a conflict unless `force` (or, for
+kubectl, unless its last-applied annotation holds the live value: `lastapplied.py`); fields
 the manager applied before but dropped now are removed unless someone else owns them; and
 re-applying the same configuration changes nothing.
 """
@@ -13,7 +14,7 @@ import copy
 import json
 from typing import Any
 
-from tests.kubeemu import fieldsets
+from tests.kubeemu import fieldsets, lastapplied
 from tests.kubeemu.errors import ApiError
 from tests.kubeemu.fieldsets import FieldSet, Path
 from tests.kubeemu.resources import ResourceType
@@ -37,8 +38,7 @@ def apply(
     config_set = frozenset(config_leaves)
     own_key = (manager, "Apply", subresource)
 
-    conflicts: list[tuple[str, Path]] = []
-    taken: set[Path] = set()
+    contested: list[tuple[str, Path]] = []
     for entry, paths in entries:
         if fieldsets.entry_key(entry) == own_key:
             continue
@@ -47,12 +47,16 @@ def apply(
             if fieldsets.is_interior(value) or fieldsets.is_interior(live_leaves.get(path)):
                 continue
             if path in live_leaves and live_leaves[path] != value:
-                if force:
-                    taken.add(path)
-                else:
-                    conflicts.append((_manager_label(entry), path))
-    if conflicts:
-        raise _conflict_error(conflicts, rt)
+                contested.append((_manager_label(entry), path))
+    if contested and not force:
+        conflicts = contested
+        if manager == lastapplied.KUBECTL:
+            forgiven = lastapplied.forgiven_conflicts(live, shape, scope, rt.api_version)
+            conflicts = [c for c in contested if c[1] not in forgiven]
+        if conflicts:
+            raise _conflict_error(conflicts, rt)
+    # Forced, or every conflict forgiven: the contested fields change hands.
+    taken = {path for _, path in contested}
 
     merged = _merge(live, _without_nulls(config), shape, top=True, scope=scope)
     previous = next((p for e, p in entries if fieldsets.entry_key(e) == own_key), frozenset())
@@ -92,14 +96,16 @@ def apply(
 
 
 def _manager_label(entry: dict[str, Any]) -> str:
-    """A manager as conflict messages name it: Update managers with their version and time."""
+    """A manager as conflict messages name it: Update managers with their version.
+
+    The API server's printManager would add the time, but it prints a manager identifier,
+    from which the time has been dropped (recorded in ``realk8s-answers.json``).
+    """
     label = json.dumps(str(entry.get("manager", "")))
     if entry.get("subresource"):
         label += f" with subresource {json.dumps(entry['subresource'])}"
     if entry.get("operation") == "Update":
         label += f" using {entry.get('apiVersion', '')}"
-        if entry.get("time"):
-            label += f" at {entry['time']}"
     return label
 
 

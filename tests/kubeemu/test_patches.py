@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import copy
+import json
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.kubeemu.api import (
 )
 from tests.kubeemu.conftest import AS_TEST, api_with_namespace, served
 from tests.kubeemu.errors import ApiError
+from tests.kubeemu.lastapplied import LAST_APPLIED, go_json
 from tests.kubeemu.options import WriteOptions
 from tests.kubeemu.resources import ResourceType
 
@@ -49,7 +51,8 @@ def patched(api: Api, rt: ResourceType, kind: str, body: Any, manager: str = "te
 
 
 def containers_of(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    return obj["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = obj["spec"]["template"]["spec"]["containers"]
+    return containers
 
 
 def test_json_patch_applies_operations_in_order(api: Api) -> None:
@@ -247,17 +250,20 @@ def test_apply_requires_a_field_manager(api: Api) -> None:
     assert caught.value.code == 400
 
 
-def test_a_conflict_with_an_update_manager_names_its_version_and_time(api: Api) -> None:
+def test_a_conflict_with_an_update_manager_names_its_version_but_not_its_time(api: Api) -> None:
     configmaps = served(api, "", "v1", "configmaps")
     api.create(configmaps, "ns", {"metadata": {"name": "web"}, "data": {"a": "1"}}, AS_TEST)
     with pytest.raises(ApiError) as caught:
         applied(api, configmaps, config_map(a="2"), "op")
-    assert re.fullmatch(
-        r'Apply failed with 1 conflict: conflict with "test" using v1 at '
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: \.data\.a",
-        caught.value.message,
+    assert caught.value.message == (
+        'Apply failed with 1 conflict: conflict with "test" using v1: .data.a'
     )
-    assert caught.value.status()["details"]["causes"][0]["field"] == ".data.a"
+    [cause] = caught.value.status()["details"]["causes"]
+    assert cause == {
+        "reason": "FieldManagerConflict",
+        "message": 'conflict with "test" using v1',
+        "field": ".data.a",
+    }
 
 
 def test_apply_replaces_a_label_selector_whole_but_merges_a_service_selector(api: Api) -> None:
@@ -276,3 +282,126 @@ def test_apply_replaces_a_label_selector_whole_but_merges_a_service_selector(api
     created = applied(api, services, service, "op")
     fields = created["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
     assert fields["f:selector"] == {".": {}, "f:app": {}}
+
+
+# -- kubectl's last-applied annotation --------------------------------------------------------
+
+CLIENT_SIDE = WriteOptions(manager="kubectl-client-side-apply")
+
+
+def created_by_client_side_apply(
+    api: Api, rt: ResourceType, obj: dict[str, Any], last_applied: dict[str, Any] | None
+) -> None:
+    """Create ``obj`` as a client-side ``kubectl apply`` does, annotated with ``last_applied``."""
+    created = copy.deepcopy(obj)
+    if last_applied is not None:
+        annotation = json.dumps(last_applied, sort_keys=True, separators=(",", ":")) + "\n"
+        created["metadata"].setdefault("annotations", {})[LAST_APPLIED] = annotation
+    api.create(rt, "ns", created, CLIENT_SIDE)
+
+
+def test_kubectl_server_side_apply_rewrites_the_last_applied_annotation_to_what_it_applied(
+    api: Api,
+) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    created_by_client_side_apply(api, configmaps, config_map(a="1"), config_map(a="1"))
+    changed = config_map(a="2")
+    changed["metadata"]["annotations"] = {"note": "<&>"}
+    result = applied(api, configmaps, changed, "kubectl")
+    assert result["data"] == {"a": "2"}
+    assert result["metadata"]["annotations"] == {
+        LAST_APPLIED: '{"apiVersion":"v1","data":{"a":"2"},"kind":"ConfigMap",'
+        '"metadata":{"annotations":{"note":"\\u003c\\u0026\\u003e"},"name":"web"}}\n',
+        "note": "<&>",
+    }
+
+
+def test_server_side_apply_under_another_manager_keeps_the_last_applied_annotation(
+    api: Api,
+) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    created_by_client_side_apply(api, configmaps, config_map(a="1"), config_map(a="1"))
+    before = api.get(configmaps, "ns", "web")["metadata"]["annotations"]
+    result = applied(api, configmaps, {**config_map(), "data": {"b": "2"}}, "op")
+    assert result["metadata"]["annotations"] == before
+
+
+def test_server_side_apply_does_not_add_a_last_applied_annotation(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    created_by_client_side_apply(api, configmaps, config_map(a="1"), last_applied=None)
+    result = applied(api, configmaps, config_map(a="1", b="2"), "kubectl")
+    assert result["data"] == {"a": "1", "b": "2"}
+    assert "annotations" not in result["metadata"]
+
+
+def test_kubectl_takes_fields_the_last_applied_annotation_holds_without_a_conflict(
+    api: Api,
+) -> None:
+    widgets = served(api, "ref.example.dev", "v1alpha1", "widgets")
+    widget: dict[str, Any] = {
+        "apiVersion": "ref.example.dev/v1alpha1",
+        "kind": "Widget",
+        "metadata": {"name": "web"},
+        "spec": {"model": "m", "replicas": 2},
+    }
+    created_by_client_side_apply(api, widgets, widget, last_applied=widget)
+    changed = copy.deepcopy(widget)
+    changed["spec"] = {"model": "m2", "replicas": 3}
+    result = applied(api, widgets, changed, "kubectl")
+    assert result["spec"]["model"] == "m2"
+    owners = {e["manager"]: e["fieldsV1"] for e in result["metadata"]["managedFields"]}
+    assert owners["kubectl"]["f:spec"] == {".": {}, "f:model": {}, "f:replicas": {}}
+    assert "f:model" not in owners["kubectl-client-side-apply"]["f:spec"]
+
+
+def test_kubectl_still_conflicts_on_fields_the_last_applied_annotation_holds_otherwise(
+    api: Api,
+) -> None:
+    widgets = served(api, "ref.example.dev", "v1alpha1", "widgets")
+    widget: dict[str, Any] = {
+        "apiVersion": "ref.example.dev/v1alpha1",
+        "kind": "Widget",
+        "metadata": {"name": "web"},
+        "spec": {"model": "m", "replicas": 2},
+    }
+    stale = copy.deepcopy(widget)
+    stale["spec"]["model"] = "old"
+    created_by_client_side_apply(api, widgets, widget, last_applied=stale)
+    changed = copy.deepcopy(widget)
+    changed["spec"] = {"model": "m2", "replicas": 3}
+    with pytest.raises(ApiError) as caught:
+        applied(api, widgets, changed, "kubectl")
+    # Only the unforgiven conflict is named; .spec.replicas would have been taken.
+    assert caught.value.message == (
+        'Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using '
+        "ref.example.dev/v1alpha1: .spec.model"
+    )
+
+
+def test_a_last_applied_annotation_past_the_annotations_limit_is_dropped(api: Api) -> None:
+    configmaps = served(api, "", "v1", "configmaps")
+    created_by_client_side_apply(api, configmaps, config_map(a="1"), config_map(a="1"))
+    result = applied(api, configmaps, config_map(a="1", b="x" * 256 * 1024), "kubectl")
+    assert len(result["data"]["b"]) == 256 * 1024
+    assert "annotations" not in result["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        pytest.param({"b": 1, "a": [True, None]}, '{"a":[true,null],"b":1}', id="keys-sorted"),
+        pytest.param(
+            "<a & b> \u2028\x08\n", '"\\u003ca \\u0026 b\\u003e \\u2028\\u0008\\n"', id="escapes"
+        ),
+        pytest.param("é", '"é"', id="utf-8-as-is"),
+        pytest.param(1.0, "1", id="whole-float"),
+        pytest.param(1e20, "100000000000000000000", id="large-float"),
+        pytest.param(1e21, "1e+21", id="exponent"),
+        pytest.param(1.5e-7, "1.5e-7", id="small-exponent"),
+        pytest.param(2**53 + 1, "9007199254740992", id="int-as-float64"),
+    ],
+)
+def test_the_last_applied_annotation_is_encoded_as_go_encodes_json(
+    value: Any, encoded: str
+) -> None:
+    assert go_json(value) == encoded

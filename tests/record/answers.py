@@ -160,6 +160,175 @@ def protected_group_crd(client: KubeClient, namespace: str) -> Obj:
     return {"without_annotation": refused, "with_annotation": "created"}
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+WIDGET_API = "ref.example.dev/v1alpha1"
+# kubectl's field managers: `kubectl apply` writes as the first, `--server-side` as the second.
+CLIENT_SIDE = "kubectl-client-side-apply"
+KUBECTL = "kubectl"
+
+
+def _widget(name: str, labels: Obj | None = None, **spec: Any) -> Obj:
+    meta: Obj = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": WIDGET_API, "kind": "Widget", "metadata": meta, "spec": spec}
+
+
+def _last_applied_of(obj: Obj) -> str:
+    """The annotation's value in kubectl's form: the object as applied, compact JSON with
+    sorted keys and a newline."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def _created_by_client_side_apply(
+    client: KubeClient, namespace: str, obj: Obj, last_applied: Obj | None
+) -> None:
+    """Create ``obj`` as ``kubectl apply`` creates a new object: a POST under kubectl's
+    client-side field manager, carrying the last-applied annotation (of ``last_applied``;
+    none when it is None)."""
+    created = copy.deepcopy(obj)
+    if last_applied is not None:
+        created["metadata"].setdefault("annotations", {})[LAST_APPLIED] = _last_applied_of(
+            last_applied
+        )
+    client.create(created, namespace, fieldManager=CLIENT_SIDE)
+
+
+def _applied(client: KubeClient, namespace: str, obj: Obj, manager: str) -> Obj:
+    """A server-side apply of ``obj`` (which names no namespace) under ``manager``; a
+    refusal is reduced to its code, reason, message and causes."""
+    try:
+        answer = client.patch(
+            obj["apiVersion"],
+            obj["kind"],
+            obj["metadata"]["name"],
+            namespace,
+            obj,
+            patch_type="apply",
+            field_manager=manager,
+        )
+    except ApiError as error:
+        return {"refused": _refusal(error)}
+    return {"annotations": answer["metadata"].get("annotations")}
+
+
+def _refusal(error: ApiError) -> Obj:
+    details = error.body.get("details") or {}
+    return {
+        "code": error.status,
+        "reason": error.body.get("reason"),
+        "message": error.body.get("message"),
+        "causes": details.get("causes"),
+    }
+
+
+def _stored(client: KubeClient, namespace: str, obj: Obj) -> Obj:
+    stored = client.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace)
+    return {
+        "annotations": stored["metadata"].get("annotations"),
+        "spec": stored.get("spec"),
+        "data": stored.get("data"),
+        "managers": sorted(
+            [entry["manager"], entry["operation"]]
+            for entry in stored["metadata"].get("managedFields") or []
+        ),
+    }
+
+
+def kubectl_server_side_apply_after_client_side_apply(client: KubeClient, namespace: str) -> Obj:
+    """``kubectl apply --server-side`` (field manager ``kubectl``) over an object that a
+    client-side ``kubectl apply`` created: the fields it changes are taken from the
+    client-side manager without a conflict where the last-applied annotation holds their
+    live value, and the annotation is rewritten to the applied configuration."""
+    created = _widget("w", labels={"app": "a"}, model="m", replicas=2)
+    _created_by_client_side_apply(client, namespace, created, last_applied=created)
+    changed = _widget("w", labels={"app": "a"}, model="m2", replicas=3)
+    changed["metadata"]["annotations"] = {"note": "a<b & c>d, \u00e9"}
+    changed["spec"]["uri"] = "https://example.com/?a=1&b=2"
+    answer = _applied(client, namespace, changed, KUBECTL)
+    again = _applied(client, namespace, changed, KUBECTL)
+    return {"apply": answer, "again": again, "stored": _stored(client, namespace, changed)}
+
+
+def server_side_apply_by_another_manager_after_client_side_apply(
+    client: KubeClient, namespace: str
+) -> Obj:
+    """Under any field manager but ``kubectl`` the annotation is left as it is, and the
+    client-side manager's fields conflict as any other manager's do."""
+    created = _widget("w", model="m", replicas=2)
+    _created_by_client_side_apply(client, namespace, created, last_applied=created)
+    conflicting = _applied(client, namespace, _widget("w", model="m2"), "kiln-recorder")
+    labelled = _applied(client, namespace, _widget("w", labels={"app": "a"}), "kiln-recorder")
+    return {
+        "conflicting": conflicting,
+        "labelled": labelled,
+        "stored": _stored(client, namespace, created),
+    }
+
+
+def kubectl_server_side_apply_without_last_applied(client: KubeClient, namespace: str) -> Obj:
+    """An object without the annotation does not gain one, and its client-side manager's
+    fields conflict."""
+    created = _widget("w", model="m", replicas=2)
+    _created_by_client_side_apply(client, namespace, created, last_applied=None)
+    conflicting = _applied(client, namespace, _widget("w", model="m2"), KUBECTL)
+    labelled = _applied(client, namespace, _widget("w", labels={"app": "a"}, model="m"), KUBECTL)
+    return {
+        "conflicting": conflicting,
+        "labelled": labelled,
+        "stored": _stored(client, namespace, created),
+    }
+
+
+def kubectl_server_side_apply_with_a_stale_last_applied(client: KubeClient, namespace: str) -> Obj:
+    """Only a field whose live value the annotation holds is taken without a conflict: a
+    conflict on one it holds otherwise is refused (and the annotation kept)."""
+    created = _widget("w", model="m", replicas=2)
+    _created_by_client_side_apply(
+        client, namespace, created, last_applied=_widget("w", model="old", replicas=2)
+    )
+    answer = _applied(client, namespace, _widget("w", model="m2", replicas=3), KUBECTL)
+    return {"apply": answer, "stored": _stored(client, namespace, created)}
+
+
+def kubectl_server_side_apply_to_config_maps(client: KubeClient, namespace: str) -> Obj:
+    """The same for a built-in kind, and for an apply that creates an object: the
+    annotation it brings is rewritten too."""
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    original = {**config_map, "data": {"a": "1"}}
+    _created_by_client_side_apply(client, namespace, original, last_applied=original)
+    changed = _applied(client, namespace, {**config_map, "data": {"a": "2"}}, KUBECTL)
+    created = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "created", "annotations": {LAST_APPLIED: "{}", "team": "t"}},
+        "data": {"a": "1"},
+    }
+    return {"changed": changed, "created": _applied(client, namespace, created, KUBECTL)}
+
+
+def kubectl_server_side_apply_past_the_annotations_limit(client: KubeClient, namespace: str) -> Obj:
+    """An annotation that would take the annotations past 256 KiB is dropped instead (the
+    apply itself succeeds), from a built-in kind and a custom resource alike."""
+    big = "x" * (256 * 1024)
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    _created_by_client_side_apply(
+        client, namespace, {**config_map, "data": {"a": "1"}}, last_applied=config_map
+    )
+    widget = _widget("w", model="m")
+    _created_by_client_side_apply(client, namespace, widget, last_applied=widget)
+    answers = {
+        "config_map": _applied(client, namespace, {**config_map, "data": {"b": big}}, KUBECTL),
+        "widget": _applied(client, namespace, _widget("w", model="m", uri="s3://" + big), KUBECTL),
+    }
+    stored_map = client.get("v1", "ConfigMap", "c", namespace)
+    stored_widget = client.get(WIDGET_API, "Widget", "w", namespace)
+    return {
+        **answers,
+        "applied": [len(stored_map["data"]["b"]), len(stored_widget["spec"]["uri"])],
+    }
+
+
 ANSWERS: dict[str, Callable[[KubeClient, str], Any]] = {
     "crd_as_created": crd_as_created,
     "built_in_list_items": built_in_list_items,
@@ -167,6 +336,22 @@ ANSWERS: dict[str, Callable[[KubeClient, str], Any]] = {
     "pod_quantities": pod_quantities,
     "job_status_counts": job_status_counts,
     "protected_group_crd": protected_group_crd,
+    "kubectl_server_side_apply_after_client_side_apply": (
+        kubectl_server_side_apply_after_client_side_apply
+    ),
+    "server_side_apply_by_another_manager_after_client_side_apply": (
+        server_side_apply_by_another_manager_after_client_side_apply
+    ),
+    "kubectl_server_side_apply_without_last_applied": (
+        kubectl_server_side_apply_without_last_applied
+    ),
+    "kubectl_server_side_apply_with_a_stale_last_applied": (
+        kubectl_server_side_apply_with_a_stale_last_applied
+    ),
+    "kubectl_server_side_apply_to_config_maps": kubectl_server_side_apply_to_config_maps,
+    "kubectl_server_side_apply_past_the_annotations_limit": (
+        kubectl_server_side_apply_past_the_annotations_limit
+    ),
 }
 
 
