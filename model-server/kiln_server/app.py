@@ -6,10 +6,10 @@ Endpoints only translate between HTTP and the data plane; ``InferenceError`` bec
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from urllib.parse import unquote
 
-from kiln_server.content_coding import decoded_body
-from kiln_server.dataplane import DataPlane
+from kiln_server.dataplane import DataPlane, Respond
 from kiln_server.errors import InferenceError
 from kiln_server.http_server import HttpRequest, HttpResponse, error_response, json_response
 from kiln_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -19,8 +19,6 @@ _CONTENT_ENCODING = b"content-encoding"
 _BINARY = b"application/octet-stream"
 _GET = ("GET", "HEAD")
 _POST = ("POST",)
-
-Endpoint = Callable[..., HttpResponse | Awaitable[HttpResponse]]
 
 
 class MethodNotAllowed(InferenceError):
@@ -34,22 +32,37 @@ class App:
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
+        settings = dataplane.settings
+        name = settings.model_name
+        # The served model's infer paths as clients send them: routed without parsing.
+        self._model_name = name
+        self._infer_paths: dict[str, str | None] = {f"/v2/models/{name}/infer": None}
+        if settings.model_version is not None:
+            path = f"/v2/models/{name}/versions/{settings.model_version}/infer"
+            self._infer_paths[path] = settings.model_version
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+    def __call__(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
         try:
+            path = request.path
+            if request.method == "POST" and path in self._infer_paths:
+                return self._infer(request, self._model_name, self._infer_paths[path])
             return self._route(request)
         except MethodNotAllowed as error:
             response = error_response(error.status, error.message)
-            response.headers.append((b"allow", ", ".join(error.allowed).encode()))
+            response.headers = ((b"allow", ", ".join(error.allowed).encode()),)
             return response
         except InferenceError as error:
             return error_response(error.status, error.message)
 
-    def _route(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+    def _route(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
         path = request.path
         if path.endswith("/") and len(path) > 1:
             path = path.rstrip("/")
+        # Split first, then decode: an encoded "/" (%2F) belongs to its segment.
         parts = path.split("/")
+        if "%" in path:
+            parts = [unquote(part) for part in parts]
+            path = "/".join(part.replace("/", "%2F") for part in parts)
         # parts[0] is "" (the path starts with "/")
         if len(parts) >= 4 and parts[1] == "v2" and parts[2] == "models":
             return self._model_route(request, parts[3:])
@@ -72,7 +85,7 @@ class App:
 
     def _model_route(
         self, request: HttpRequest, parts: list[str]
-    ) -> HttpResponse | Awaitable[HttpResponse]:
+    ) -> HttpResponse | asyncio.Future[HttpResponse]:
         # parts: [model] [versions, v] [ready | infer]
         name = parts[0]
         version: str | None = None
@@ -98,32 +111,43 @@ class App:
         if request.method not in methods:
             raise MethodNotAllowed(request.method, methods)
 
-    async def _infer(self, request: HttpRequest, name: str, version: str | None) -> HttpResponse:
+    def _infer(
+        self, request: HttpRequest, name: str, version: str | None
+    ) -> HttpResponse | asyncio.Future[HttpResponse]:
         raw_length = request.headers.get(_HEADER_LENGTH)
         header_length: int | None = None
-        try:
-            if raw_length is not None:
-                if not raw_length.strip().isdigit():
-                    raise InferenceError(
-                        400, "Inference-Header-Content-Length must be a non-negative integer"
-                    )
-                header_length = int(raw_length)
-            body = decoded_body(
-                request.body,
-                request.headers.get(_CONTENT_ENCODING),
-                self.dataplane.settings.max_request_bytes,
-            )
-            body, json_length = await self.dataplane.infer(name, version, body, header_length)
-        except InferenceError as error:
-            return error_response(error.status, error.message)
-        if json_length is None:
-            return HttpResponse(200, body)
-        return HttpResponse(
-            200,
-            body,
-            content_type=_BINARY,
-            headers=[(b"inference-header-content-length", b"%d" % json_length)],
+        if raw_length is not None:
+            if not raw_length.strip().isdigit():
+                return error_response(
+                    400, "Inference-Header-Content-Length must be a non-negative integer"
+                )
+            header_length = int(raw_length)
+        return self.dataplane.infer(
+            name,
+            version,
+            request.body,
+            header_length,
+            request.headers.get(_CONTENT_ENCODING),
+            _RESPOND,
         )
+
+
+def _ok(body: bytes, json_length: int | None) -> HttpResponse:
+    if json_length is None:
+        return HttpResponse(200, body)
+    return HttpResponse(
+        200,
+        body,
+        content_type=_BINARY,
+        headers=((b"inference-header-content-length", b"%d" % json_length),),
+    )
+
+
+def _failed(error: InferenceError) -> HttpResponse:
+    return error_response(error.status, error.message)
+
+
+_RESPOND = Respond(_ok, _failed)
 
 
 def create_app(dataplane: DataPlane) -> App:

@@ -12,6 +12,9 @@ it. This trades latency for fuller batches, as Triton's ``max_queue_delay_micros
 it pays off for costly models under open-loop traffic, and it costs throughput when a fixed
 set of clients each wait for their answer (the batch never fills, so every call waits).
 
+A request whose future is cancelled before its call starts (the client went away) is
+dropped from the queue, not computed.
+
 The queue is bounded: past ``max_queued_requests`` waiting requests, ``predict`` refuses
 with a 503 at once, so an overloaded server sheds load instead of growing memory and latency
 without limit (clients and load balancers retry elsewhere).
@@ -114,7 +117,7 @@ class Batcher:
         else:
             key = (
                 output_names,
-                tuple((name, array.shape[1:], array.dtype) for name, array in feeds.items()),
+                tuple([(name, array.shape[1:], array.dtype) for name, array in feeds.items()]),
             )
         future: asyncio.Future[list[np.ndarray]] = self._loop.create_future()
         self._queue.append(_Pending(key, feeds, output_names, rows, future))
@@ -135,7 +138,13 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     def _take_batch(self) -> list[_Pending]:
-        head = self._queue.popleft()
+        """The next batch; requests withdrawn meanwhile (their client left) are dropped."""
+        queue = self._queue
+        while queue and queue[0].future.done():
+            queue.popleft()
+        if not queue:
+            return []
+        head = queue.popleft()
         batch = [head]
         if not self._mergeable:
             return batch
@@ -143,6 +152,8 @@ class Batcher:
         kept: deque[_Pending] = deque()
         while self._queue and rows < self._max_rows:
             item = self._queue.popleft()
+            if item.future.done():
+                continue
             if item.key == head.key and rows + item.rows <= self._max_rows:
                 batch.append(item)
                 rows += item.rows
@@ -168,6 +179,8 @@ class Batcher:
                 self._scheduled = True
                 return
         batch = self._take_batch()
+        if not batch:
+            return
         self._busy = True
         self._under_load = len(batch) > 1
         started = time.perf_counter()

@@ -152,6 +152,31 @@ def _add_serve(sub: Any) -> None:
     )
     _env_flag(
         serve,
+        "--max-connections",
+        4096,
+        help="open connections beyond this are answered 503 and closed",
+        kind=int,
+        type=_positive_int,
+    )
+    _env_flag(
+        serve,
+        "--min-body-rate",
+        16384.0,
+        help="bytes a second a request body must average once --body-grace is over, "
+        "else 408; 0 = no minimum",
+        kind=float,
+        type=_non_negative_float,
+    )
+    _env_flag(
+        serve,
+        "--body-grace",
+        5.0,
+        help="seconds a request body may take before --min-body-rate applies",
+        kind=float,
+        type=_non_negative_float,
+    )
+    _env_flag(
+        serve,
         "--shutdown-timeout",
         30.0,
         help="seconds to finish in-flight requests on SIGTERM",
@@ -241,6 +266,9 @@ def _serve(args: argparse.Namespace) -> int:
         max_buffered_bytes=args.max_buffered_bytes,
         drift_window_rows=args.drift_window,
         keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        min_body_rate=args.min_body_rate,
+        body_grace=args.body_grace,
         shutdown_timeout=args.shutdown_timeout,
     )
     run(settings)

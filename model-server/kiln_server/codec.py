@@ -27,6 +27,12 @@ _FLOAT_KINDS = ("f", "i", "u")
 _LENGTH = struct.Struct("<I")
 # Deepest nesting of a JSON 'data' list (a tensor of more dimensions is not a real request).
 _MAX_NESTING = 32
+# Elements of a JSON list converted per numpy call (see _from_json).
+_CHUNK = 1 << 16
+_NUMBER_TYPES = frozenset((float, int))
+_INT_TYPE = frozenset((int,))
+_EXACT_INT = float(2**53)
+_FLOAT_MAX = {char: float(np.finfo(char).max) for char in "efd"}
 
 
 @dataclass(slots=True)
@@ -117,8 +123,8 @@ def _decode_input(raw: Any, binary: memoryview | None, offset: int) -> tuple[Inp
             f"input {name!r}: datatype {datatype!r} is not one of {', '.join(NUMPY_DTYPES)}"
         )
     shape_raw = raw.get("shape")
-    if not isinstance(shape_raw, list) or not all(
-        type(dim) is int and dim >= 0 for dim in shape_raw
+    if not isinstance(shape_raw, list) or (
+        shape_raw and (set(map(type, shape_raw)) != _INT_TYPE or min(shape_raw) < 0)
     ):
         raise bad_request(f"input {name!r}: 'shape' must be a list of non-negative integers")
     shape = tuple(shape_raw)
@@ -198,6 +204,24 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array
+    if len(data) <= _CHUNK:
+        return _from_json_list(name, datatype, dtype, data)
+    # A long list is converted a slice at a time: each numpy call holds the GIL only that
+    # long, so the event loop keeps answering while a worker thread decodes a large body.
+    parts = [
+        _from_json_list(name, datatype, dtype, data[start : start + _CHUNK])
+        for start in range(0, len(data), _CHUNK)
+    ]
+    if len({part.shape[1:] for part in parts}) != 1:
+        raise bad_request(f"input {name!r}: nested 'data' is ragged")
+    return np.concatenate(parts)
+
+
+def _from_json_list(name: str, datatype: str, dtype: np.dtype[Any], data: list[Any]) -> np.ndarray:
+    if dtype.kind in _FLOAT_KINDS:
+        numbers = _flat_numbers(data, dtype)
+        if numbers is not None:
+            return numbers
     try:
         array = np.asarray(data)
     except ValueError:
@@ -237,6 +261,30 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any) -> np.
             raise bad_request(f"input {name!r}: a value is out of range for {datatype}")
         return converted
     return array.astype(dtype, copy=False)
+
+
+def _flat_numbers(data: list[Any], dtype: np.dtype[Any]) -> np.ndarray | None:
+    """The common case in one step: a flat list of JSON numbers that ``dtype`` holds
+    exactly as the general path would convert them. None for anything else (nested lists,
+    booleans, strings, values near or past the type's range), which the general path
+    converts or refuses with its reason."""
+    if not data:
+        return None
+    types = set(map(type, data))
+    if dtype.kind == "f":
+        if not types <= _NUMBER_TYPES:
+            return None
+        # Integers past 2**53 would round twice on the general path (int -> float64 -> dtype).
+        bound = min(_FLOAT_MAX[dtype.char], _EXACT_INT) if int in types else _FLOAT_MAX[dtype.char]
+        low, high = -bound, bound
+    else:
+        if types != _INT_TYPE:
+            return None
+        info = np.iinfo(dtype)
+        low, high = info.min, info.max
+    if min(data) < low or max(data) > high:
+        return None
+    return np.array(data, dtype=dtype)
 
 
 def _exact_integers(

@@ -9,7 +9,8 @@ breaking change for every consumer.
 Metrics (all labelled ``model`` and ``version``; ``version`` is "" when none was given):
 
 - ``kiln_inference_requests_total{model,version,code}`` counter: finished infer requests
-  addressed to the served model, by HTTP status code as a string ("200", "400", "503", ...);
+  addressed to the served model, by HTTP status code as a string ("200", "400", "503", ...;
+  "499" for a request whose client disconnected before its answer, nginx's convention);
   requests for another model or version (404) are not counted, so label values stay bounded.
 - ``kiln_inference_request_duration_seconds{model,version}`` histogram: an infer request from
   its last body byte to its response being handed to the socket.

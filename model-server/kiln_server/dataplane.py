@@ -6,15 +6,20 @@ Protocol-neutral: it takes decoded names and bytes and returns documents or rais
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from kiln_server import __version__
 from kiln_server.batching import Batcher
 from kiln_server.codec import InferenceRequest, OutputTensor, decode_request, encode_response
+from kiln_server.content_coding import decoded_body
 from kiln_server.drift import DriftMonitor, DriftReport
 from kiln_server.errors import InferenceError, bad_request, not_found, unavailable
 from kiln_server.metrics import ServerMetrics
@@ -25,6 +30,26 @@ log = logging.getLogger("kiln_server.dataplane")
 
 SERVER_NAME = "kiln-server"
 EXTENSIONS = ("binary_tensor_data",)
+# Bodies from this size on (and every compressed body) are decoded on a worker thread.
+OFFLOAD_BODY_BYTES = 256 * 1024
+# Counted for a request whose client went away before its answer (nginx's convention).
+CLIENT_CLOSED = 499
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Respond(Generic[T]):
+    """How the caller wants an infer outcome: ``ok(body, json_header_length)`` for a result,
+    ``failed(error)`` for a refusal or failure."""
+
+    ok: Callable[[bytes, int | None], T]
+    failed: Callable[[InferenceError], T]
+
+
+def _decode(
+    body: bytes, content_encoding: bytes | None, header_length: int | None, limit: int
+) -> InferenceRequest:
+    return decode_request(decoded_body(body, content_encoding, limit), header_length)
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -44,6 +69,7 @@ class DataPlane:
         self._outputs: dict[str, TensorSpec] = {}
         self._all_outputs: tuple[str, ...] = ()
         self._batchable = False
+        self._decode_executor: ThreadPoolExecutor | None = None
         self.state_message = "the model is loading"
         self.ready = False
         metrics.watch_drift(self.drift_report)
@@ -68,6 +94,8 @@ class DataPlane:
 
     def stop(self, message: str = "the server is shutting down") -> None:
         self.fail(message)
+        if self._decode_executor is not None:
+            self._decode_executor.shutdown(wait=False)
 
     def drift_report(self) -> DriftReport | None:
         return self.drift.report() if self.drift is not None else None
@@ -115,44 +143,45 @@ class DataPlane:
         return {"name": name, "ready": True}
 
     # --- inference ------------------------------------------------------------------------
-    async def infer(
-        self, name: str, version: str | None, body: bytes, header_length: int | None
-    ) -> tuple[bytes, int | None]:
-        """Run one infer request; returns the response body and its JSON header length."""
+    def infer(
+        self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        header_length: int | None,
+        content_encoding: bytes | None,
+        respond: Respond[T],
+    ) -> T | asyncio.Future[T]:
+        """Run one infer request; ``respond`` turns its outcome into the caller's answer.
+
+        An answer known at once (a refused request) is returned as is; otherwise a future,
+        which never raises: failures become ``respond.failed``. Cancelling the future (the
+        client went away) withdraws the request from the batch queue and counts it as 499.
+        """
         self.resolve(name, version)
-        metrics = self.metrics
-        start = time.perf_counter()
-        metrics.in_flight.inc()
-        status = 500
+        call = _InferCall(self, respond)
         try:
             self.check_ready()
-            request = decode_request(body, header_length)
-            response = await self._infer(request)
-            status = 200
-            return response
+            if content_encoding is None and len(body) < OFFLOAD_BODY_BYTES:
+                call.decoded(decode_request(body, header_length))
+                return call.answer()
+            # A large or compressed body is decoded on a worker: inflating and parsing up
+            # to the size limit must not stall every other connection.
+            work = asyncio.get_running_loop().run_in_executor(
+                self._decoder(), _decode, body, content_encoding, header_length,
+                self.settings.max_request_bytes,
+            )  # fmt: skip
+            call.wait(work, call.decoded_later)
+            return call.answer()
         except InferenceError as error:
-            status = error.status
-            raise
+            return call.failed(error)
         except Exception as error:
-            log.exception("inference failed for model %s", name)
-            raise InferenceError(500, f"inference failed: {error}") from error
-        finally:
-            metrics.in_flight.dec()
-            metrics.count_request(status)
-            metrics.request_duration.observe(time.perf_counter() - start)
+            return call.crashed(error)
 
-    async def _infer(self, request: InferenceRequest) -> tuple[bytes, int | None]:
-        assert self._batcher is not None
-        feeds, rows = self._feeds(request)
-        output_names, binary = self._requested_outputs(request)
-        results = await self._batcher.predict(feeds, output_names, rows)
-        outputs = [
-            OutputTensor(name, array, flag)
-            for name, array, flag in zip(output_names, results, binary, strict=True)
-        ]
-        return encode_response(
-            self.settings.model_name, self.settings.model_version, request.id, outputs
-        )
+    def _decoder(self) -> ThreadPoolExecutor:
+        if self._decode_executor is None:
+            self._decode_executor = ThreadPoolExecutor(1, "kiln-decode")
+        return self._decode_executor
 
     def _feeds(self, request: InferenceRequest) -> tuple[dict[str, np.ndarray], int]:
         specs = self._inputs
@@ -214,3 +243,107 @@ class DataPlane:
         if not names:
             return self._all_outputs, [request.binary_output] * len(self._all_outputs)
         return tuple(names), binary
+
+
+class _InferCall(Generic[T]):
+    """One infer request on its way: decoded, queued for the model, encoded, answered.
+
+    Callbacks on futures rather than coroutines: no task per request. The request is
+    accounted for once: when its answer is made, or when it is withdrawn.
+    """
+
+    __slots__ = ("binary", "future", "names", "plane", "request", "respond", "started", "work")
+
+    def __init__(self, plane: DataPlane, respond: Respond[T]) -> None:
+        self.plane = plane
+        self.respond = respond
+        self.started = time.perf_counter()
+        self.future: asyncio.Future[T] | None = None
+        self.work: asyncio.Future[Any] | None = None
+        self.request: InferenceRequest | None = None
+        self.names: tuple[str, ...] = ()
+        self.binary: list[bool] = []
+        plane.metrics.request_started()
+
+    def decoded(self, request: InferenceRequest) -> None:
+        """Check the request against the model and queue it (raises ``InferenceError``)."""
+        plane = self.plane
+        assert plane._batcher is not None
+        feeds, rows = plane._feeds(request)
+        self.names, self.binary = plane._requested_outputs(request)
+        self.request = request
+        self.wait(plane._batcher.predict(feeds, self.names, rows), self.computed)
+
+    def wait(self, work: asyncio.Future[Any], then: Callable[[asyncio.Future[Any]], None]) -> None:
+        self.work = work
+        work.add_done_callback(then)
+
+    def answer(self) -> asyncio.Future[T]:
+        """The future the caller waits on; cancelling it withdraws the request."""
+        future: _Answer[T] = _Answer(self, loop=asyncio.get_running_loop())
+        self.future = future
+        return future
+
+    def decoded_later(self, work: asyncio.Future[InferenceRequest]) -> None:
+        future = self.future
+        if future is None or future.done():
+            return
+        try:
+            self.decoded(work.result())
+        except InferenceError as error:
+            future.set_result(self.failed(error))
+        except Exception as error:
+            future.set_result(self.crashed(error))
+
+    def computed(self, work: asyncio.Future[list[np.ndarray]]) -> None:
+        future = self.future
+        if future is None or future.done():
+            return
+        try:
+            results = work.result()
+            request = self.request
+            assert request is not None
+            settings = self.plane.settings
+            outputs = [
+                OutputTensor(name, array, flag)
+                for name, array, flag in zip(self.names, results, self.binary, strict=True)
+            ]
+            body, json_length = encode_response(
+                settings.model_name, settings.model_version, request.id, outputs
+            )
+        except InferenceError as error:
+            future.set_result(self.failed(error))
+            return
+        except Exception as error:
+            future.set_result(self.crashed(error))
+            return
+        self.plane.metrics.request_finished(200, time.perf_counter() - self.started)
+        future.set_result(self.respond.ok(body, json_length))
+
+    def failed(self, error: InferenceError) -> T:
+        self.plane.metrics.request_finished(error.status, time.perf_counter() - self.started)
+        return self.respond.failed(error)
+
+    def crashed(self, error: Exception) -> T:
+        log.error("inference failed for model %s", self.plane.settings.model_name, exc_info=error)
+        return self.failed(InferenceError(500, f"inference failed: {error}"))
+
+    def withdraw(self) -> None:
+        if self.work is not None:
+            self.work.cancel()
+        self.plane.metrics.request_finished(CLIENT_CLOSED, time.perf_counter() - self.started)
+
+
+class _Answer(asyncio.Future[T]):
+    """A future whose cancellation withdraws its request at once (no callback to schedule
+    on every answer just to notice the rare cancelled one)."""
+
+    def __init__(self, call: _InferCall[T], *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._call = call
+
+    def cancel(self, msg: Any = None) -> bool:
+        cancelled = super().cancel(msg)
+        if cancelled:
+            self._call.withdraw()
+        return cancelled

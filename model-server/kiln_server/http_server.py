@@ -2,12 +2,20 @@
 
 What it does: keep-alive, pipelining (requests on one connection are answered strictly in
 order, one at a time), Content-Length and chunked request bodies, a request size limit (413),
-``Expect: 100-continue``, HEAD, 400 on malformed requests, 431 when the request line and
-headers exceed ``MAX_HEADER_BYTES``, idle keep-alive timeout, a deadline for the headers
-(a client trickling bytes never ends them: slowloris), a budget for request bodies held in
-memory across all connections (past it, 503: many clients each sending a body just under
-the size limit cannot exhaust memory), and a graceful drain for shutdown.
-What it leaves to the handler: routing and every body.
+``Expect: 100-continue`` (answered only to HTTP/1.1 clients, and only once every earlier
+request on the connection is answered), HEAD, 400 on malformed requests and on an HTTP/1.1
+request without exactly one ``Host``, 431 when the request line and headers exceed
+``MAX_HEADER_BYTES``, idle keep-alive timeout, a deadline for the headers (a client trickling
+bytes never ends them: slowloris), a minimum rate for bodies once a grace period is over
+(408: a trickled body cannot hold its connection and its share of the body budget for
+long), a budget for request bodies held in memory across all connections (past it, 503:
+many clients each sending a body just under the size limit cannot exhaust memory), a cap
+on open connections (past it, a new one gets 503 and is closed), cancellation of the
+answer being computed when its client disconnects, and a graceful drain for shutdown.
+
+What it leaves to the handler: routing and every body. The path is handed over as sent,
+percent-encoding included, so that ``%2F`` stays inside its segment: the handler splits the
+path at ``/`` first and decodes each segment after.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from http import HTTPStatus
 from typing import cast
 
@@ -38,7 +45,7 @@ MAX_HEADER_BYTES = 64 * 1024
 @dataclass(slots=True)
 class HttpRequest:
     method: str
-    path: str
+    path: str  # as sent, without the query: percent-encoding is the handler's to decode
     headers: dict[bytes, bytes]
     body: bytes
 
@@ -48,7 +55,7 @@ class HttpResponse:
     status: int
     body: bytes
     content_type: bytes = _JSON
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def json_response(status: int, document: object) -> HttpResponse:
@@ -59,6 +66,8 @@ def error_response(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, orjson.dumps({"error": message}))
 
 
+# An answer now, or one to wait for: a future (the cheap way: no task) or a coroutine.
+# Cancelling it is how the server says that the client has gone.
 Handler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
 
 
@@ -72,6 +81,12 @@ class ServerState:
     keep_alive_timeout: float
     # Request bodies held at once, summed over connections, from first byte until answered.
     max_buffered_bytes: int
+    # Open connections; one more is answered 503 and closed.
+    max_connections: int = 4096
+    # Once a body has been expected for ``body_grace`` seconds, it must have averaged this
+    # many bytes a second since (0: no minimum).
+    min_body_rate: float = 16384.0
+    body_grace: float = 5.0
     buffered_bytes: int = 0
     connections: set[HttpProtocol] = field(default_factory=set)
     draining: bool = False
@@ -100,16 +115,31 @@ class HttpProtocol(asyncio.Protocol):
         self._read_paused = False
         self._closing = False
         self._rejection: HttpResponse | None = None
+        self._current: tuple[HttpRequest, bool] | None = None
+        self._answer: asyncio.Future[HttpResponse] | None = None
+        self._continue_due = False
+        # When the body began to be expected, and how much of it had arrived by then.
+        self._body_clock: float | None = None
+        self._body_at_clock = 0
         self.last_active = time.monotonic()
 
     # --- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-        self._state.connections.add(self)
+        state = self._state
+        if len(state.connections) >= state.max_connections:
+            self._closing = True
+            message = f"the server has {len(state.connections)} connections open, its limit"
+            self._transport.write(_rendered(error_response(503, message + "; retry later")))
+            self._transport.close()
+            return
+        state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._state.connections.discard(self)
         self._closing = True
+        if self._answer is not None:
+            self._answer.cancel()  # nobody is left to read it: stop computing it
         # The request being answered releases its body when its answer comes back.
         unanswered = sum(len(request.body) for request, _ in self._requests)
         self._release(unanswered + (self._body_size if self._in_message else 0))
@@ -122,6 +152,19 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._next_request()
+
+    def body_too_slow(self, now: float) -> bool:
+        """The body being received has fallen below the minimum rate after its grace."""
+        state = self._state
+        clock = self._body_clock
+        if clock is None or self._read_paused or state.min_body_rate <= 0:
+            return False
+        late = now - clock - state.body_grace
+        return late > 0 and self._body_size - self._body_at_clock < late * state.min_body_rate
+
+    def reject_slow_body(self) -> None:
+        rate = self._state.min_body_rate
+        self._reject(408, f"the request body arrived slower than {rate:.0f} bytes a second")
 
     @property
     def idle(self) -> bool:
@@ -159,6 +202,8 @@ class HttpProtocol(asyncio.Protocol):
         self._in_headers = True
         self._header_bytes = 0
         self._message_started = time.monotonic()
+        self._body_clock = None
+        self._continue_due = False
         self._url = b""
         self._headers = {}
         self._body = []
@@ -174,7 +219,12 @@ class HttpProtocol(asyncio.Protocol):
             return
         key = name.lower()
         previous = self._headers.get(key)
-        self._headers[key] = value if previous is None else previous + b", " + value
+        if previous is None:
+            self._headers[key] = value
+        elif key == b"host":
+            self._reject(400, "the request has more than one Host header")
+        else:
+            self._headers[key] = previous + b", " + value
 
     def _headers_too_large(self, size: int) -> bool:
         if self._rejected:
@@ -189,13 +239,35 @@ class HttpProtocol(asyncio.Protocol):
         self._in_headers = False
         if self._rejected:
             return
-        length = self._headers.get(b"content-length")
+        headers = self._headers
+        http_11 = self._parser.get_http_version() == "1.1"
+        if http_11 and b"host" not in headers:
+            self._reject(400, "an HTTP/1.1 request needs a Host header")
+            return
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._state.max_body:
             self._reject(413, f"request body of {int(length)} bytes exceeds {self._state.max_body}")
             return
-        expect = self._headers.get(b"expect")
-        if expect is not None and expect.lower() == b"100-continue" and self._transport:
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        expect = headers.get(b"expect")
+        # HTTP/1.0 has no interim responses: its clients must not get one (RFC 9110 10.1.1).
+        if http_11 and expect is not None and expect.lower() == b"100-continue":
+            self._continue_due = True
+            self._send_continue()
+        else:
+            self._start_body_clock()
+
+    def _send_continue(self) -> None:
+        """100 Continue, once every earlier request on the connection is answered: an
+        interim response must not come before the final response of a previous request."""
+        if self._busy or self._requests or self._transport is None:
+            return
+        self._continue_due = False
+        self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._start_body_clock()
+
+    def _start_body_clock(self) -> None:
+        self._body_clock = time.monotonic()
+        self._body_at_clock = self._body_size
 
     def on_body(self, body: bytes) -> None:
         if self._rejected:
@@ -221,6 +293,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._body_clock = None
+        self._continue_due = False
         if self._rejected:
             return
         url = self._url
@@ -232,10 +306,6 @@ class HttpProtocol(asyncio.Protocol):
         if query >= 0:
             url = url[:query]
         path = url.decode("latin-1")
-        if "%" in path:
-            from urllib.parse import unquote
-
-            path = unquote(path)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         method = self._parser.get_method().decode("latin-1")
         request = HttpRequest(method, path, self._headers, body)
@@ -255,6 +325,8 @@ class HttpProtocol(asyncio.Protocol):
         self._rejected = True
         self._in_message = False
         self._in_headers = False
+        self._body_clock = None
+        self._continue_due = False
         self._rejection = error_response(status, message)
         self._requests.append((HttpRequest("REJECT", "", {}, b""), False))
         if not self._busy:
@@ -268,6 +340,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._read_paused = False
                 if self._transport is not None:
                     self._transport.resume_reading()
+                if self._body_clock is not None:  # the body was held up by us, not the client
+                    self._start_body_clock()
             if request.method == "REJECT" and self._rejection is not None:
                 self._write(request, self._rejection, keep_alive=False)
                 return
@@ -279,18 +353,31 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(outcome, HttpResponse):
                 self._write(request, outcome, keep_alive)
                 continue
+            answer = outcome if isinstance(outcome, asyncio.Future) else _awaited(outcome)
             self._busy = True
-            task = self._loop.create_task(_resolve(outcome))
-            task.add_done_callback(partial(self._answered, request, keep_alive))
+            self._current = (request, keep_alive)
+            self._answer = answer
+            answer.add_done_callback(self._answered)
+        if self._continue_due and not self._busy and not self._requests and not self._closing:
+            self._send_continue()
 
-    def _answered(
-        self, request: HttpRequest, keep_alive: bool, done: asyncio.Task[HttpResponse]
-    ) -> None:
+    def _answered(self, done: asyncio.Future[HttpResponse]) -> None:
         self._busy = False
+        self._answer = None
+        current = self._current
+        self._current = None
+        assert current is not None
+        request, keep_alive = current
         if done.cancelled():
             self._release(len(request.body))
             return
-        self._write(request, done.result(), keep_alive)
+        error = done.exception()
+        if error is not None:
+            log.error("handler failed for %s %s", request.method, request.path, exc_info=error)
+            response = error_response(500, "internal server error")
+        else:
+            response = done.result()
+        self._write(request, response, keep_alive)
         self._next_request()
 
     def _write(self, request: HttpRequest, response: HttpResponse, keep_alive: bool) -> None:
@@ -300,15 +387,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         keep_alive = keep_alive and not self._state.draining
         body = response.body
-        head = [
-            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
-            % (
-                response.status,
-                _REASONS.get(response.status, b"Unknown"),
-                response.content_type,
-                len(body),
-            )
-        ]
+        head = [_status_line(response.status, response.content_type), b"%d\r\n" % len(body)]
         for name, value in response.headers:
             head.append(b"%s: %s\r\n" % (name, value))
         if not keep_alive:
@@ -329,12 +408,32 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
 
 
-async def _resolve(outcome: Awaitable[HttpResponse]) -> HttpResponse:
-    try:
-        return await outcome
-    except Exception:
-        log.exception("handler failed")
-        return error_response(500, "internal server error")
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def _status_line(status: int, content_type: bytes) -> bytes:
+    """The head of a response up to its content length's value (cached per kind)."""
+    line = _STATUS_LINES.get((status, content_type))
+    if line is None:
+        reason = _REASONS.get(status, b"Unknown")
+        line = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: " % (
+            status,
+            reason,
+            content_type,
+        )
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[(status, content_type)] = line
+    return line
+
+
+def _awaited(outcome: Awaitable[HttpResponse]) -> asyncio.Future[HttpResponse]:
+    return asyncio.ensure_future(outcome)
+
+
+def _rendered(response: HttpResponse) -> bytes:
+    """A complete response that closes its connection (for refusals before any request)."""
+    head = _status_line(response.status, response.content_type)
+    return head + b"%d\r\nconnection: close\r\n\r\n%s" % (len(response.body), response.body)
 
 
 class HttpServer:
@@ -358,17 +457,22 @@ class HttpServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _close_idle_connections(self) -> None:
-        timeout = self.state.keep_alive_timeout
+        state = self.state
+        timeout = state.keep_alive_timeout
+        period = max(0.05, min(1.0, timeout / 2, state.body_grace / 2))
         while True:
-            await asyncio.sleep(max(0.05, min(1.0, timeout / 2)))
-            cutoff = time.monotonic() - timeout
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            cutoff = now - timeout
             # Idle keep-alive connections, requests that stopped arriving half-way, and
-            # headers trickled so slowly that they never end.
-            for connection in list(self.state.connections):
+            # headers trickled so slowly that they never end; bodies trickled get a 408.
+            for connection in list(state.connections):
                 if (
                     connection.waiting_on_client and connection.last_active < cutoff
                 ) or connection.headers_overdue(cutoff):
                     connection.close()
+                elif connection.body_too_slow(now):
+                    connection.reject_slow_body()
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop accepting, let in-flight requests finish, close keep-alive connections."""

@@ -86,6 +86,9 @@ class ModelServer:
                 max_body=settings.max_request_bytes,
                 max_buffered_bytes=settings.request_body_budget,
                 keep_alive_timeout=settings.keep_alive_timeout,
+                max_connections=settings.max_connections,
+                min_body_rate=settings.min_body_rate,
+                body_grace=settings.body_grace,
             )
         )
         self._batcher: Batcher | None = None

@@ -30,6 +30,9 @@ class ServeSettings:
     max_buffered_bytes: int = 0  # 0: four requests of the largest size
     drift_window_rows: int = 2048
     keep_alive_timeout: float = 75.0
+    max_connections: int = 4096
+    min_body_rate: float = 16384.0  # bytes a second a body must average after the grace
+    body_grace: float = 5.0
     shutdown_timeout: float = 30.0
 
     @property

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.server import models
+from tests.server.raw_http import RawClient
 from tests.server.server_process import ServerProcess, serving
 
 
@@ -34,3 +35,16 @@ def tabular_server(tabular_dir: str) -> Iterator[ServerProcess]:
 def mixed_server(mixed_dir: str) -> Iterator[ServerProcess]:
     with serving(mixed_dir, "mixed", "--threads", "1") as server:
         yield server
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[int], RawClient]]:
+    clients: list[RawClient] = []
+
+    def open_client(port: int) -> RawClient:
+        clients.append(RawClient(port))
+        return clients[-1]
+
+    yield open_client
+    for client in clients:
+        client.close()

@@ -7,86 +7,24 @@ import contextlib
 import gzip
 import json
 import random
-import socket
 import time
 import zlib
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.server.raw_http import BODY, RawClient, peer_has_closed, post
 from tests.server.server_process import ServerProcess, serving
 
 pytestmark = pytest.mark.server
 
 LIMIT = 4096
-BODY = json.dumps(
-    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": [0.25] * 8}]}
-).encode()
 
 
 @pytest.fixture(scope="module")
 def small_limit_server(tabular_dir: str) -> Iterator[ServerProcess]:
     with serving(tabular_dir, "tabular", "--max-request-bytes", str(LIMIT)) as server:
         yield server
-
-
-class RawClient:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read_response(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed before a full response: {self.buffer!r}")
-            self.buffer += chunk
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(self.buffer) < length:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed mid-body")
-            self.buffer += chunk
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return status, headers, body
-
-    def closed_by_peer(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[[int], RawClient]]:
-    clients: list[RawClient] = []
-
-    def open_client(port: int) -> RawClient:
-        clients.append(RawClient(port))
-        return clients[-1]
-
-    yield open_client
-    for client in clients:
-        client.close()
-
-
-def post(path: str, body: bytes, extra: str = "") -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
-    ).encode() + body
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(
@@ -360,17 +298,3 @@ def test_headers_trickled_byte_by_byte_are_cut_off_at_the_deadline(
         time.sleep(0.1)
     assert peer_has_closed(client)
     assert impatient_server.get("/v2/health/live").status == 200
-
-
-def peer_has_closed(client: RawClient) -> bool:
-    """Without waiting: has the server closed this connection?"""
-    timeout = client.sock.gettimeout()
-    client.sock.settimeout(0)
-    try:
-        return client.sock.recv(1) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-    finally:
-        client.sock.settimeout(timeout)
