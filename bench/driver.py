@@ -8,6 +8,7 @@ other. Appends one JSON line per measurement to a results file and renders bench
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -119,8 +120,24 @@ def wrk(
     raise RuntimeError(f"wrk printed no result: {result.stdout} {result.stderr}")
 
 
+# The ceiling: a server that parses each request and answers without a model, on three
+# HTTP layers; and kiln-server's data plane behind uvicorn (the HTTP-layer experiment). They
+# run in this interpreter, with the same httptools, uvloop and orjson as kiln-server, and
+# need uvicorn and granian (bench/run.sh installs them). The model does not matter to a null
+# server, so they run the tabular cells only.
+NULL_LAYERS = {"null-uvicorn": "uvicorn", "null-granian": "granian", "null-kiln": "kiln"}
+TABULAR_ONLY = (*NULL_LAYERS, "kiln-asgi")
+NEEDS = {"null-uvicorn": "uvicorn", "null-granian": "granian", "kiln-asgi": "uvicorn"}
+
+
 def server_command(kind: str, model_dir: str, model: str, port: int, peer_python: str) -> list[str]:
     model_file = os.path.join(model_dir, "model.onnx")
+    if kind in NULL_LAYERS:
+        peer = os.path.join(HERE, "peers", "null_peer.py")
+        return [sys.executable, peer, NULL_LAYERS[kind], str(port)]
+    if kind == "kiln-asgi":
+        peer = os.path.join(HERE, "peers", "kiln_asgi.py")
+        return [sys.executable, peer, model_dir, model, str(port), "--threads", "1"]
     if kind == "kiln":
         return [
             sys.executable,
@@ -215,7 +232,9 @@ def running_server(command: list[str], cpus: str, ready_url: str, log_path: str)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", default=os.environ.get("KILN_BENCH_WORK", "/tmp/kiln-bench"))
-    parser.add_argument("--servers", default="kiln kserve naive")
+    parser.add_argument(
+        "--servers", default="kiln kserve naive null-uvicorn null-granian null-kiln kiln-asgi"
+    )
     parser.add_argument("--models", default="tabular wide")
     parser.add_argument("--batches", default="1 32")
     parser.add_argument("--concs", default="1 16 64")
@@ -279,11 +298,16 @@ def main() -> None:
         record(json.loads(line))
     body_dir = tempfile.mkdtemp(prefix="kiln-bench-bodies-")
     for kind in args.servers.split():
-        if kind != "kiln" and not os.path.exists(peer_python):
+        if kind in ("kserve", "kserve-quiet", "naive") and not os.path.exists(peer_python):
             log(f"skipping {kind}: no peer venv at {peer_python} (bench/run.sh makes it)")
+            continue
+        if kind in NEEDS and importlib.util.find_spec(NEEDS[kind]) is None:
+            log(f"skipping {kind}: {NEEDS[kind]} is not installed here (bench/run.sh installs it)")
             continue
         encodings = ("json",) if kind == "naive" else ENCODINGS
         for model in models:
+            if kind in TABULAR_ONLY and model != "tabular":
+                continue
             model_dir = os.path.join(models_dir, model)
             url = f"http://127.0.0.1:{PORT}/v2/models/{model}/infer"
             ready = f"http://127.0.0.1:{PORT}/v2/models/{model}/ready"

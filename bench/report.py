@@ -70,7 +70,8 @@ def tables(records: list[dict[str, Any]]) -> str:
         "| rows/s ÷ raw |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    order = {"kiln": 0, "kserve": 1, "kserve-quiet": 2, "naive": 3}
+    order = {"kiln": 0, "kiln-asgi": 1, "kserve": 2, "kserve-quiet": 3, "naive": 4,
+             "null-kiln": 5, "null-uvicorn": 6, "null-granian": 7}  # fmt: skip
     for key in sorted(cells, key=lambda k: (k[1], k[2], k[4], k[3], order.get(k[0], 9))):
         server, model, batch, conc, encoding = key
         reps = cells[key]
@@ -89,6 +90,8 @@ def tables(records: list[dict[str, Any]]) -> str:
             f"| {r['server']} | {r['model']} | {r['batch']} | - | {r['encoding']} | "
             f"unsupported: {r['why'][:60]} | | | | | |"
         )
+    lines += _ceiling(cells)
+    lines += _http_layer(cells)
     lines += ["", "### Target checks", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += _checks(records, cells, raw)
     repeated = {k: v for k, v in cells.items() if len(v) > 1}
@@ -118,6 +121,84 @@ def tables(records: list[dict[str, Any]]) -> str:
             + ".",
         ]
     return "\n".join(lines)
+
+
+def _measure(
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]], server: str, *cell: Any
+) -> tuple[float, float] | None:
+    """Median req/s and p99 ms of one cell, or None if it was not run."""
+    reps = cells.get((server, *cell))
+    if not reps:
+        return None
+    return _median(reps, "req_s"), _median(reps, "p99_ms")
+
+
+def _tabular_cells(cells: dict[tuple[Any, ...], list[dict[str, Any]]]) -> list[tuple[Any, ...]]:
+    found = {key[1:] for key in cells if key[1] == "tabular"}
+    return sorted(found, key=lambda k: (k[1], k[3], k[2]))
+
+
+def _ceiling(cells: dict[tuple[Any, ...], list[dict[str, Any]]]) -> list[str]:
+    """Kiln beside null servers: the most any Python server on one core can answer."""
+    if not any(key[0].startswith("null-") for key in cells):
+        return []
+    lines = [
+        "",
+        "### The ceiling: null servers (parse the request, answer a fixed result, no model)",
+        "",
+        "req/s (p99 ms). `null-uvicorn` is a raw ASGI app on uvicorn with httptools and uvloop,",
+        "`null-granian` the same app on granian, `null-kiln` a handler on kiln-server's own HTTP",
+        "layer; all parse the body with orjson. Kiln's share is against `null-uvicorn`, the",
+        "ceiling for a Python server on one core, and against its own layer's null server.",
+        "",
+        "| batch | conc | tensors | kiln | null-uvicorn | null-granian | null-kiln "
+        "| kiln ÷ null-uvicorn | kiln ÷ null-kiln |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for cell in _tabular_cells(cells):
+        figures = {s: _measure(cells, s, *cell) for s in
+                   ("kiln", "null-uvicorn", "null-granian", "null-kiln")}  # fmt: skip
+        if figures["null-uvicorn"] is None and figures["null-kiln"] is None:
+            continue
+        shown = [f"{_fmt(f[0])} ({f[1]:.2f})" if f else "-" for f in figures.values()]
+        kiln = figures["kiln"]
+
+        def share(null: tuple[float, float] | None, kiln: tuple[float, float] | None) -> str:
+            return f"{kiln[0] / null[0]:.0%}" if kiln and null else "-"
+
+        _, batch, conc, encoding = cell
+        lines.append(
+            f"| {batch} | {conc} | {encoding} | {' | '.join(shown)} | "
+            f"{share(figures['null-uvicorn'], kiln)} | {share(figures['null-kiln'], kiln)} |"
+        )
+    return lines
+
+
+def _http_layer(cells: dict[tuple[Any, ...], list[dict[str, Any]]]) -> list[str]:
+    """The HTTP-layer decision: kiln-server's data plane on its own layer and on uvicorn."""
+    if not any(key[0] == "kiln-asgi" for key in cells):
+        return []
+    lines = [
+        "",
+        "### HTTP layer: kiln-server's data plane on its own layer and behind uvicorn",
+        "",
+        "`kiln-asgi` runs the same `App` and `DataPlane` as a raw ASGI app on uvicorn",
+        "(`bench/peers/kiln_asgi.py`). Adopting uvicorn needs ≥ 90% of the req/s with a p99",
+        "no worse.",
+        "",
+        "| batch | conc | tensors | kiln req/s | kiln p99 ms | kiln-asgi req/s | kiln-asgi p99 ms "
+        "| kiln-asgi ÷ kiln |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for cell in _tabular_cells(cells):
+        own, asgi = _measure(cells, "kiln", *cell), _measure(cells, "kiln-asgi", *cell)
+        if own and asgi:
+            _, batch, conc, encoding = cell
+            lines.append(
+                f"| {batch} | {conc} | {encoding} | {_fmt(own[0])} | {own[1]:.2f} | "
+                f"{_fmt(asgi[0])} | {asgi[1]:.2f} | {asgi[0] / own[0]:.0%} |"
+            )
+    return lines
 
 
 def _checks(
@@ -150,6 +231,30 @@ def _checks(
                 f"| tabular b1 c64 JSON: p99 below {peer}'s | {kiln_p99:.2f} ms vs "
                 f"{peer_p99:.2f} ms | {verdict(kiln_p99 < peer_p99)} |"
             )
+    key = ("tabular", 1, 64, "json")
+    kiln_json, null = _measure(cells, "kiln", *key), _measure(cells, "null-uvicorn", *key)
+    if kiln_json and null:
+        rows.append(
+            f"| tabular b1 c64 JSON: ≥ 80% of the ceiling's req/s (null app on uvicorn) | "
+            f"{_fmt(kiln_json[0])} / {_fmt(null[0])} = {kiln_json[0] / null[0]:.0%} | "
+            f"{verdict(kiln_json[0] >= 0.8 * null[0])} |"
+        )
+    kiln_binary = _measure(cells, "kiln", "tabular", 1, 64, "binary")
+    if kiln_json and kiln_binary:
+        rows.append(
+            f"| tabular b1 c64: binary tensors at least as fast as JSON | "
+            f"{_fmt(kiln_binary[0])} vs {_fmt(kiln_json[0])} req/s | "
+            f"{verdict(kiln_binary[0] >= kiln_json[0])} |"
+        )
+    asgi = _measure(cells, "kiln-asgi", *key)
+    if kiln_json and asgi:
+        adopt = asgi[0] >= 0.9 * kiln_json[0] and asgi[1] <= kiln_json[1]
+        decision = "adopt uvicorn" if adopt else "keep kiln-server's own layer"
+        rows.append(
+            f"| HTTP layer: uvicorn ≥ 90% of kiln's req/s, p99 no worse (else keep kiln's) | "
+            f"{asgi[0] / kiln_json[0]:.0%}, p99 {asgi[1]:.2f} vs {kiln_json[1]:.2f} ms | "
+            f"{decision} |"
+        )
     ceiling = raw.get(("wide", 32), {}).get("rows_s")
     for encoding, share in (("binary", 0.85), ("json", 0.50)):
         for conc in (16, 64):
@@ -199,7 +304,7 @@ def sittings(runs: list[list[dict[str, Any]]]) -> str:
         lines.append(
             f"| `{meta.get('run', '?')}` | {', '.join(servers)} | {meta.get('secs', '?')} | "
             f"{meta.get('loadavg', 0):.2f} | {len(met)} of "
-            f"{len(checks)} | {'; '.join(missed) or 'none'} |"
+            f"{len(met) + len(missed)} | {'; '.join(missed) or 'none'} |"
         )
     return "\n".join(lines)
 

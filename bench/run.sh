@@ -15,5 +15,9 @@ if [ ! -x "$WORK/peer-venv/bin/python" ]; then
     "fastapi>=0.110" "uvicorn[standard]>=0.29" ||
     echo "peer venv install failed: peers will be skipped, reference figures used" >&2
 fi
+# The ceiling's HTTP layers, run in this interpreter beside kiln-server (same libraries).
+"$PYTHON" -c 'import uvicorn, granian' 2>/dev/null ||
+  "$PYTHON" -m pip install -q "uvicorn>=0.29" "granian>=1.6" ||
+  echo "uvicorn/granian install failed: the ceiling servers will be skipped" >&2
 [ "$(nproc)" -ge 2 ] || { echo "the benchmark needs 2 CPUs (server and load generator)" >&2; exit 1; }
 exec "$PYTHON" "$HERE/driver.py" --work "$WORK" "$@"

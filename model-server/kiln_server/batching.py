@@ -12,7 +12,7 @@ it. This trades latency for fuller batches, as Triton's ``max_queue_delay_micros
 it pays off for costly models under open-loop traffic, and it costs throughput when a fixed
 set of clients each wait for their answer (the batch never fills, so every call waits).
 
-A request whose future is cancelled before its call starts (the client went away) is
+A request withdrawn before its call starts (``Ticket.cancel``: the client went away) is
 dropped from the queue, not computed.
 
 The queue is bounded: past ``max_queued_requests`` waiting requests, ``predict`` refuses
@@ -47,29 +47,37 @@ RowsObserver = Callable[[dict[str, np.ndarray]], None]
 QueueObserver = Callable[[float], None]
 
 
+# One request's share of a batch: its outputs, or the error that request alone caused.
+Outcome = list[np.ndarray] | Exception
+OutcomeCallback = Callable[[Outcome], None]
+
+
 @dataclass(slots=True)
-class _Pending:
+class Ticket:
+    """One queued request. ``cancel`` withdraws it: if its call has not started, it is
+    dropped from the queue, and its callback is never called."""
+
     key: Hashable
     feeds: dict[str, np.ndarray]
     output_names: tuple[str, ...]
     rows: int
-    future: asyncio.Future[list[np.ndarray]]
+    on_done: OutcomeCallback
     enqueued: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
 
-
-# One request's share of a batch: its outputs, or the error that request alone caused.
-_Outcome = list[np.ndarray] | Exception
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 @dataclass(slots=True)
 class _BatchResult:
-    outcomes: list[_Outcome]  # one per request, in batch order
+    outcomes: list[Outcome]  # one per request, in batch order
     rows: int
     compute_seconds: float
 
 
 class Batcher:
-    """Merges concurrent ``predict`` calls; see the module docstring for the policy."""
+    """Merges concurrent ``submit`` (or ``predict``) calls; see the module docstring."""
 
     def __init__(
         self,
@@ -96,16 +104,21 @@ class Batcher:
         self._on_batch = on_batch
         self._on_queued = on_queued
         self._on_rows = on_rows
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Ticket] = deque()
         self._busy = False
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._under_load = False
 
-    def predict(
-        self, feeds: dict[str, np.ndarray], output_names: tuple[str, ...], rows: int
-    ) -> asyncio.Future[list[np.ndarray]]:
-        """Queue one request; the future resolves to its outputs, in ``output_names`` order."""
+    def submit(
+        self,
+        feeds: dict[str, np.ndarray],
+        output_names: tuple[str, ...],
+        rows: int,
+        on_done: OutcomeCallback,
+    ) -> Ticket:
+        """Queue one request; ``on_done`` gets its outputs (in ``output_names`` order) or its
+        error, on the event loop, as soon as its call returns: no future, no extra hop."""
         if len(self._queue) >= self._max_queued:
             raise unavailable(
                 f"the server is overloaded: {len(self._queue)} requests are already waiting "
@@ -119,8 +132,8 @@ class Batcher:
                 output_names,
                 tuple([(name, array.shape[1:], array.dtype) for name, array in feeds.items()]),
             )
-        future: asyncio.Future[list[np.ndarray]] = self._loop.create_future()
-        self._queue.append(_Pending(key, feeds, output_names, rows, future))
+        ticket = Ticket(key, feeds, output_names, rows, on_done)
+        self._queue.append(ticket)
         if not self._busy and not self._scheduled:
             # call_soon, not a direct call: requests read in this loop iteration join the batch
             self._scheduled = True
@@ -130,6 +143,24 @@ class Batcher:
             self._timer.cancel()
             self._timer = None
             self._loop.call_soon(self._dispatch)
+        return ticket
+
+    def predict(
+        self, feeds: dict[str, np.ndarray], output_names: tuple[str, ...], rows: int
+    ) -> asyncio.Future[list[np.ndarray]]:
+        """``submit`` for callers that await: cancelling the future withdraws the request."""
+        future: asyncio.Future[list[np.ndarray]] = self._loop.create_future()
+
+        def settle(outcome: Outcome) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        ticket = self.submit(feeds, output_names, rows, settle)
+        future.add_done_callback(lambda done: ticket.cancel() if done.cancelled() else None)
         return future
 
     def close(self) -> None:
@@ -137,10 +168,10 @@ class Batcher:
             self._timer.cancel()
         self._executor.shutdown(wait=True)
 
-    def _take_batch(self) -> list[_Pending]:
+    def _take_batch(self) -> list[Ticket]:
         """The next batch; requests withdrawn meanwhile (their client left) are dropped."""
         queue = self._queue
-        while queue and queue[0].future.done():
+        while queue and queue[0].cancelled:
             queue.popleft()
         if not queue:
             return []
@@ -149,10 +180,10 @@ class Batcher:
         if not self._mergeable:
             return batch
         rows = head.rows
-        kept: deque[_Pending] = deque()
+        kept: deque[Ticket] = deque()
         while self._queue and rows < self._max_rows:
             item = self._queue.popleft()
-            if item.future.done():
+            if item.cancelled:
                 continue
             if item.key == head.key and rows + item.rows <= self._max_rows:
                 batch.append(item)
@@ -192,7 +223,7 @@ class Batcher:
             work = self._loop.run_in_executor(self._executor, self._execute, batch)
             work.add_done_callback(lambda done: self._finish(batch, done.result()))
 
-    def _execute(self, batch: list[_Pending]) -> _BatchResult:
+    def _execute(self, batch: list[Ticket]) -> _BatchResult:
         """Merge, run and split one batch (on the worker thread when there is one)."""
         head = batch[0]
         total = sum(item.rows for item in batch)
@@ -218,7 +249,7 @@ class Batcher:
             outcomes = self._run_alone(batch)
             return _BatchResult(outcomes, total, time.perf_counter() - start)
         self._observe_rows(feeds)
-        results: list[_Outcome] = []
+        results: list[Outcome] = []
         offset = 0
         for item in batch:
             end = offset + item.rows
@@ -226,8 +257,8 @@ class Batcher:
             offset = end
         return _BatchResult(results, total, compute)
 
-    def _run_alone(self, batch: list[_Pending]) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
+    def _run_alone(self, batch: list[Ticket]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         for item in batch:
             try:
                 outcomes.append(self._run(item.output_names, item.feeds))
@@ -247,16 +278,16 @@ class Batcher:
         except Exception:
             log.exception("the rows observer failed; the requests are answered regardless")
 
-    def _finish(self, batch: list[_Pending], result: _BatchResult) -> None:
+    def _finish(self, batch: list[Ticket], result: _BatchResult) -> None:
         self._busy = False
         self._on_batch(result.rows, result.compute_seconds)
         for item, outcome in zip(batch, result.outcomes, strict=True):
-            if item.future.done():  # the client went away
+            if item.cancelled:  # the client went away while its call ran
                 continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+            try:
+                item.on_done(outcome)
+            except Exception:
+                log.exception("a batch callback failed; the other requests are answered")
         if self._queue and not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self._dispatch)

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from kiln_server import __version__
-from kiln_server.batching import Batcher
+from kiln_server.batching import Batcher, Outcome, Ticket
 from kiln_server.codec import InferenceRequest, OutputTensor, decode_request, encode_response
 from kiln_server.content_coding import decoded_body
 from kiln_server.drift import DriftMonitor, DriftReport
@@ -171,7 +171,8 @@ class DataPlane:
                 self._decoder(), _decode, body, content_encoding, header_length,
                 self.settings.max_request_bytes,
             )  # fmt: skip
-            call.wait(work, call.decoded_later)
+            call.work = work
+            work.add_done_callback(call.decoded_later)
             return call.answer()
         except InferenceError as error:
             return call.failed(error)
@@ -259,7 +260,7 @@ class _InferCall(Generic[T]):
         self.respond = respond
         self.started = time.perf_counter()
         self.future: asyncio.Future[T] | None = None
-        self.work: asyncio.Future[Any] | None = None
+        self.work: asyncio.Future[Any] | Ticket | None = None
         self.request: InferenceRequest | None = None
         self.names: tuple[str, ...] = ()
         self.binary: list[bool] = []
@@ -272,11 +273,7 @@ class _InferCall(Generic[T]):
         feeds, rows = plane._feeds(request)
         self.names, self.binary = plane._requested_outputs(request)
         self.request = request
-        self.wait(plane._batcher.predict(feeds, self.names, rows), self.computed)
-
-    def wait(self, work: asyncio.Future[Any], then: Callable[[asyncio.Future[Any]], None]) -> None:
-        self.work = work
-        work.add_done_callback(then)
+        self.work = plane._batcher.submit(feeds, self.names, rows, self.computed)
 
     def answer(self) -> asyncio.Future[T]:
         """The future the caller waits on; cancelling it withdraws the request."""
@@ -295,12 +292,14 @@ class _InferCall(Generic[T]):
         except Exception as error:
             future.set_result(self.crashed(error))
 
-    def computed(self, work: asyncio.Future[list[np.ndarray]]) -> None:
+    def computed(self, outcome: Outcome) -> None:
         future = self.future
         if future is None or future.done():
             return
         try:
-            results = work.result()
+            if isinstance(outcome, Exception):
+                raise outcome
+            results = outcome
             request = self.request
             assert request is not None
             settings = self.plane.settings

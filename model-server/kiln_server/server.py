@@ -8,6 +8,7 @@ finish in-flight requests, close keep-alive connections, exit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -73,6 +74,15 @@ def _observe_drift(drift: DriftMonitor | None) -> RowsObserver | None:
     return observe
 
 
+def _settle_garbage_collector() -> None:
+    """Once the model is loaded, everything alive (libraries, the session, the server) lives
+    as long as the process: freeze it, so the collections that request churn triggers do
+    not walk it again and again (unfrozen, collections took up to a fifth of the CPU of a
+    small request here)."""
+    gc.collect()
+    gc.freeze()
+
+
 class ModelServer:
     """One serve process: HTTP server, data plane and the model's lifecycle."""
 
@@ -129,6 +139,7 @@ class ModelServer:
             on_rows=observe,
         )
         self.dataplane.activate(model, self._batcher, drift)
+        _settle_garbage_collector()
         log.info("model %s is ready", settings.model_name)
         return True
 
