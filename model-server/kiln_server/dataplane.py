@@ -52,6 +52,14 @@ def _decode(
     return decode_request(decoded_body(body, content_encoding, limit), header_length)
 
 
+def _fits(declared: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """``shape`` has the declared size on every fixed (non-negative) dimension."""
+    for want, got in zip(declared, shape, strict=True):  # noqa: SIM110 - no generator per request
+        if want >= 0 and want != got:
+            return False
+    return True
+
+
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(dim) for dim in shape) + "]"
 
@@ -202,9 +210,7 @@ class DataPlane:
                     f"got {tensor.datatype}"
                 )
             shape = tensor.shape
-            if len(shape) != len(spec.shape) or any(
-                want >= 0 and want != got for want, got in zip(spec.shape, shape, strict=True)
-            ):
+            if len(shape) != len(spec.shape) or not _fits(spec.shape, shape):
                 raise bad_request(
                     f"input {tensor.name!r}: expected shape {_shape_text(spec.shape)}, "
                     f"got {_shape_text(shape)}"
@@ -220,6 +226,8 @@ class DataPlane:
             )
         if not self._batchable:
             return feeds, 1
+        if len(feeds) == 1:
+            return feeds, request.inputs[0].data.shape[0]
         rows = {array.shape[0] for array in feeds.values()}
         if len(rows) != 1:
             # Inputs disagree on the batch dimension; ONNX Runtime will judge, unmerged.
