@@ -14,6 +14,7 @@ import inspect
 from typing import Any
 
 import uvicorn
+from null_peer import read_body  # type: ignore[import-not-found]  # beside this file
 from prometheus_client import disable_created_metrics
 
 from kiln_server.http_server import HttpRequest, HttpResponse
@@ -35,16 +36,11 @@ def build(settings: ServeSettings) -> Any:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers[name] = value
-        request = HttpRequest(scope["method"], scope["path"], headers, b"".join(chunks))
+        request = HttpRequest(scope["method"], scope["path"], headers, body)
         outcome = app(request)
         response: HttpResponse = await outcome if inspect.isawaitable(outcome) else outcome
         await send(

@@ -48,15 +48,21 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        return
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body of an ASGI HTTP request."""
     chunks = []
     more = True
     while more:
         message = await receive()
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    body = await read_body(receive)
     if scope["method"] == "GET":
         payload = _READY
     else:
@@ -64,7 +70,7 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == _HEADER_LENGTH:
                 header_length = value
-        payload = answer(b"".join(chunks), header_length)
+        payload = answer(body, header_length)
     await send({"type": "http.response.start", "status": 200, "headers": _JSON_HEADERS})
     await send({"type": "http.response.body", "body": payload})
 

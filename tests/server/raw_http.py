@@ -56,15 +56,29 @@ def post(path: str, body: bytes, extra: str = "") -> bytes:
     ).encode() + body
 
 
-def peer_has_closed(client: RawClient) -> bool:
-    """Without waiting: has the server closed this connection?"""
+def _poll(client: RawClient) -> bytes | None:
+    """Without waiting: what the server has sent (b"" once it has closed), or None."""
     timeout = client.sock.gettimeout()
     client.sock.settimeout(0)
     try:
-        return client.sock.recv(1) == b""
+        return client.sock.recv(65536)
     except BlockingIOError:
-        return False
+        return None
     except ConnectionResetError:
-        return True
+        return b""
     finally:
         client.sock.settimeout(timeout)
+
+
+def peer_has_closed(client: RawClient) -> bool:
+    """Without waiting: has the server closed this connection?"""
+    return _poll(client) == b""
+
+
+def peer_has_closed_or_answered(client: RawClient) -> bool:
+    """Without waiting: has the server closed or sent something (kept for read_response)?"""
+    chunk = _poll(client)
+    if chunk is None:
+        return False
+    client.buffer += chunk
+    return True

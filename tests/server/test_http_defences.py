@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.server import models
-from tests.server.raw_http import BODY, RawClient, post
+from tests.server.raw_http import BODY, RawClient, peer_has_closed_or_answered, post
 from tests.server.server_process import ServerProcess, metric_value, serving
 
 pytestmark = pytest.mark.server
@@ -97,21 +97,6 @@ def test_a_body_trickled_below_the_minimum_rate_gets_408_and_gives_back_its_budg
     assert time.monotonic() - started < 8
     reply = strict_server.request("POST", "/v2/models/tabular/infer", padded(3000))
     assert reply.status == 200
-
-
-def peer_has_closed_or_answered(client: RawClient) -> bool:
-    timeout = client.sock.gettimeout()
-    client.sock.settimeout(0)
-    try:
-        chunk = client.sock.recv(65536)
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-    finally:
-        client.sock.settimeout(timeout)
-    client.buffer += chunk
-    return True
 
 
 def test_a_body_that_keeps_the_minimum_rate_is_served(
