@@ -35,6 +35,14 @@ def strict_server(tabular_dir: str) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
+def large_body_server(tabular_dir: str) -> Iterator[ServerProcess]:
+    """A server of its own for bodies of many MB: the memory they leave with the allocator
+    must not count against the shared server's idle footprint (test_lifecycle)."""
+    with serving(tabular_dir, "tabular", "--threads", "1") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A model slow enough (tens of ms a row, on one worker thread) to hold requests back."""
     directory = str(tmp_path_factory.mktemp("slow"))
@@ -244,7 +252,7 @@ def test_a_client_that_disconnects_has_its_queued_request_dropped_not_computed(
 
 
 # --- large bodies ---------------------------------------------------------------------------
-def test_a_large_body_is_decoded_off_the_event_loop(tabular_server: ServerProcess) -> None:
+def test_a_large_body_is_decoded_off_the_event_loop(large_body_server: ServerProcess) -> None:
     """While a 16 MB JSON body is decoded, a liveness probe sent after it is answered first.
 
     The JSON parse itself (one orjson call) still holds the GIL, for about 10 ms a MB; the
@@ -256,8 +264,8 @@ def test_a_large_body_is_decoded_off_the_event_loop(tabular_server: ServerProces
         + b"]}]}"
     )
     answered: dict[str, float] = {}
-    big = socket.create_connection(("127.0.0.1", tabular_server.port), timeout=60)
-    probe = socket.create_connection(("127.0.0.1", tabular_server.port), timeout=60)
+    big = socket.create_connection(("127.0.0.1", large_body_server.port), timeout=60)
+    probe = socket.create_connection(("127.0.0.1", large_body_server.port), timeout=60)
     try:
 
         def read_big() -> None:
@@ -285,19 +293,21 @@ def test_a_large_body_is_decoded_off_the_event_loop(tabular_server: ServerProces
     assert answered["big"] - answered["probe"] > 0.1, "the probe waited for the decode"
 
 
-def test_a_large_json_tensor_decodes_exactly_as_a_small_one(tabular_server: ServerProcess) -> None:
+def test_a_large_json_tensor_decodes_exactly_as_a_small_one(
+    large_body_server: ServerProcess,
+) -> None:
     rows = 20_000  # 160,000 elements: converted in several slices
     rng = np.random.default_rng(4)
     x = rng.uniform(-3, 3, (rows, 8)).astype(np.float32)
-    flat = tabular_server.infer(
+    flat = large_body_server.infer(
         {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 8],
                      "data": x.reshape(-1).tolist()}]}
     )  # fmt: skip
-    nested = tabular_server.infer(
+    nested = large_body_server.infer(
         {"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 8],
                      "data": x.tolist()}]}
     )  # fmt: skip
-    few = tabular_server.infer(
+    few = large_body_server.infer(
         {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 8],
                      "data": x[:2].tolist()}]}
     )  # fmt: skip
