@@ -261,7 +261,7 @@ class _InferCall(Generic[T]):
     accounted for once: when its answer is made, or when it is withdrawn.
     """
 
-    __slots__ = ("binary", "future", "names", "plane", "request", "respond", "started", "work")
+    __slots__ = ("binary", "future", "names", "plane", "request_id", "respond", "started", "work")
 
     def __init__(self, plane: DataPlane, respond: Respond[T]) -> None:
         self.plane = plane
@@ -269,7 +269,7 @@ class _InferCall(Generic[T]):
         self.started = time.perf_counter()
         self.future: asyncio.Future[T] | None = None
         self.work: asyncio.Future[Any] | Ticket | None = None
-        self.request: InferenceRequest | None = None
+        self.request_id: str | None = None
         self.names: tuple[str, ...] = ()
         self.binary: list[bool] = []
         plane.metrics.request_started()
@@ -280,7 +280,7 @@ class _InferCall(Generic[T]):
         assert plane._batcher is not None
         feeds, rows = plane._feeds(request)
         self.names, self.binary = plane._requested_outputs(request)
-        self.request = request
+        self.request_id = request.id
         self.work = plane._batcher.submit(feeds, self.names, rows, self.computed)
 
     def answer(self) -> asyncio.Future[T]:
@@ -290,42 +290,39 @@ class _InferCall(Generic[T]):
         return future
 
     def decoded_later(self, work: asyncio.Future[InferenceRequest]) -> None:
-        future = self.future
-        if future is None or future.done():
-            return
-        try:
-            self.decoded(work.result())
-        except InferenceError as error:
-            future.set_result(self.failed(error))
-        except Exception as error:
-            future.set_result(self.crashed(error))
+        self._step(lambda: self.decoded(work.result()))
 
     def computed(self, outcome: Outcome) -> None:
+        self._step(lambda: self._encoded(outcome))
+
+    def _step(self, step: Callable[[], T | None]) -> None:
+        """Take the next step unless the request was withdrawn; its answer, or its failure
+        made into one, settles the future (a step that queues work answers None)."""
         future = self.future
         if future is None or future.done():
             return
         try:
-            if isinstance(outcome, Exception):
-                raise outcome
-            results = outcome
-            request = self.request
-            assert request is not None
-            settings = self.plane.settings
-            outputs = [
-                OutputTensor(name, array, flag)
-                for name, array, flag in zip(self.names, results, self.binary, strict=True)
-            ]
-            body, json_length = encode_response(
-                settings.model_name, settings.model_version, request.id, outputs
-            )
+            answer = step()
         except InferenceError as error:
-            future.set_result(self.failed(error))
-            return
+            answer = self.failed(error)
         except Exception as error:
-            future.set_result(self.crashed(error))
-            return
+            answer = self.crashed(error)
+        if answer is not None:
+            future.set_result(answer)
+
+    def _encoded(self, outcome: Outcome) -> T:
+        if isinstance(outcome, Exception):
+            raise outcome
+        settings = self.plane.settings
+        outputs = [
+            OutputTensor(name, array, flag)
+            for name, array, flag in zip(self.names, outcome, self.binary, strict=True)
+        ]
+        body, json_length = encode_response(
+            settings.model_name, settings.model_version, self.request_id, outputs
+        )
         self.plane.metrics.request_finished(200, time.perf_counter() - self.started)
-        future.set_result(self.respond.ok(body, json_length))
+        return self.respond.ok(body, json_length)
 
     def failed(self, error: InferenceError) -> T:
         self.plane.metrics.request_finished(error.status, time.perf_counter() - self.started)

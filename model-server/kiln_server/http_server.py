@@ -202,8 +202,6 @@ class HttpProtocol(asyncio.Protocol):
         self._in_headers = True
         self._header_bytes = 0
         self._message_started = time.monotonic()
-        self._body_clock = None
-        self._continue_due = False
         self._url = b""
         self._headers = {}
         self._body = []
@@ -353,7 +351,9 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(outcome, HttpResponse):
                 self._write(request, outcome, keep_alive)
                 continue
-            answer = outcome if isinstance(outcome, asyncio.Future) else _awaited(outcome)
+            answer = (
+                outcome if isinstance(outcome, asyncio.Future) else asyncio.ensure_future(outcome)
+            )
             self._busy = True
             self._current = (request, keep_alive)
             self._answer = answer
@@ -387,12 +387,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         keep_alive = keep_alive and not self._state.draining
         body = response.body
-        head = [_status_line(response.status, response.content_type), b"%d\r\n" % len(body)]
-        for name, value in response.headers:
-            head.append(b"%s: %s\r\n" % (name, value))
-        if not keep_alive:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
+        head = _head(response, keep_alive)
         if request.method != "HEAD":
             if len(body) < 65536:
                 head.append(body)
@@ -426,14 +421,20 @@ def _status_line(status: int, content_type: bytes) -> bytes:
     return line
 
 
-def _awaited(outcome: Awaitable[HttpResponse]) -> asyncio.Future[HttpResponse]:
-    return asyncio.ensure_future(outcome)
+def _head(response: HttpResponse, keep_alive: bool) -> list[bytes]:
+    """The status line and headers of ``response``, up to and with the blank line."""
+    head = [_status_line(response.status, response.content_type), b"%d\r\n" % len(response.body)]
+    for name, value in response.headers:
+        head.append(b"%s: %s\r\n" % (name, value))
+    if not keep_alive:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    return head
 
 
 def _rendered(response: HttpResponse) -> bytes:
     """A complete response that closes its connection (for refusals before any request)."""
-    head = _status_line(response.status, response.content_type)
-    return head + b"%d\r\nconnection: close\r\n\r\n%s" % (len(response.body), response.body)
+    return b"".join([*_head(response, keep_alive=False), response.body])
 
 
 class HttpServer:
