@@ -171,6 +171,15 @@ def config_map(**data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}, "data": data}
 
 
+def a_widget() -> dict[str, Any]:
+    return {
+        "apiVersion": "ref.example.dev/v1alpha1",
+        "kind": "Widget",
+        "metadata": {"name": "web"},
+        "spec": {"model": "m", "replicas": 2},
+    }
+
+
 def test_apply_creates_then_reapplying_changes_nothing(api: Api) -> None:
     configmaps = served(api, "", "v1", "configmaps")
     first = applied(api, configmaps, config_map(a="1"), "op")
@@ -338,12 +347,7 @@ def test_kubectl_takes_fields_the_last_applied_annotation_holds_without_a_confli
     api: Api,
 ) -> None:
     widgets = served(api, "ref.example.dev", "v1alpha1", "widgets")
-    widget: dict[str, Any] = {
-        "apiVersion": "ref.example.dev/v1alpha1",
-        "kind": "Widget",
-        "metadata": {"name": "web"},
-        "spec": {"model": "m", "replicas": 2},
-    }
+    widget = a_widget()
     created_by_client_side_apply(api, widgets, widget, last_applied=widget)
     changed = copy.deepcopy(widget)
     changed["spec"] = {"model": "m2", "replicas": 3}
@@ -358,12 +362,7 @@ def test_kubectl_still_conflicts_on_fields_the_last_applied_annotation_holds_oth
     api: Api,
 ) -> None:
     widgets = served(api, "ref.example.dev", "v1alpha1", "widgets")
-    widget: dict[str, Any] = {
-        "apiVersion": "ref.example.dev/v1alpha1",
-        "kind": "Widget",
-        "metadata": {"name": "web"},
-        "spec": {"model": "m", "replicas": 2},
-    }
+    widget = a_widget()
     stale = copy.deepcopy(widget)
     stale["spec"]["model"] = "old"
     created_by_client_side_apply(api, widgets, widget, last_applied=stale)
