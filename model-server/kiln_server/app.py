@@ -6,13 +6,13 @@ Endpoints only translate between HTTP and the data plane; ``InferenceError`` bec
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import unquote
 
 from kiln_server.dataplane import DataPlane, Respond
 from kiln_server.errors import InferenceError
 from kiln_server.http_server import HttpRequest, HttpResponse, error_response, json_response
 from kiln_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from kiln_server.pending import Pending
 
 _HEADER_LENGTH = b"inference-header-content-length"
 _CONTENT_ENCODING = b"content-encoding"
@@ -41,7 +41,7 @@ class App:
             path = f"/v2/models/{name}/versions/{settings.model_version}/infer"
             self._infer_paths[path] = settings.model_version
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
+    def __call__(self, request: HttpRequest) -> HttpResponse | Pending[HttpResponse]:
         try:
             path = request.path
             if request.method == "POST" and path in self._infer_paths:
@@ -54,7 +54,7 @@ class App:
         except InferenceError as error:
             return error_response(error.status, error.message)
 
-    def _route(self, request: HttpRequest) -> HttpResponse | asyncio.Future[HttpResponse]:
+    def _route(self, request: HttpRequest) -> HttpResponse | Pending[HttpResponse]:
         path = request.path
         if path.endswith("/") and len(path) > 1:
             path = path.rstrip("/")
@@ -85,7 +85,7 @@ class App:
 
     def _model_route(
         self, request: HttpRequest, parts: list[str]
-    ) -> HttpResponse | asyncio.Future[HttpResponse]:
+    ) -> HttpResponse | Pending[HttpResponse]:
         # parts: [model] [versions, v] [ready | infer]
         name = parts[0]
         version: str | None = None
@@ -113,7 +113,7 @@ class App:
 
     def _infer(
         self, request: HttpRequest, name: str, version: str | None
-    ) -> HttpResponse | asyncio.Future[HttpResponse]:
+    ) -> HttpResponse | Pending[HttpResponse]:
         raw_length = request.headers.get(_HEADER_LENGTH)
         header_length: int | None = None
         if raw_length is not None:

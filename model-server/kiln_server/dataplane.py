@@ -23,6 +23,7 @@ from kiln_server.content_coding import decoded_body
 from kiln_server.drift import DriftMonitor, DriftReport
 from kiln_server.errors import InferenceError, bad_request, not_found, unavailable
 from kiln_server.metrics import ServerMetrics
+from kiln_server.pending import Pending
 from kiln_server.runtime import OnnxModel, TensorSpec
 from kiln_server.settings import ServeSettings
 
@@ -159,12 +160,13 @@ class DataPlane:
         header_length: int | None,
         content_encoding: bytes | None,
         respond: Respond[T],
-    ) -> T | asyncio.Future[T]:
+    ) -> T | Pending[T]:
         """Run one infer request; ``respond`` turns its outcome into the caller's answer.
 
-        An answer known at once (a refused request) is returned as is; otherwise a future,
-        which never raises: failures become ``respond.failed``. Cancelling the future (the
-        client went away) withdraws the request from the batch queue and counts it as 499.
+        An answer known at once (a refused request) is returned as is; otherwise a
+        ``Pending``, settled with the answer, failures included (``respond.failed``).
+        Cancelling it (the client went away) withdraws the request from the batch queue and
+        counts it as 499.
         """
         self.resolve(name, version)
         call = _InferCall(self, respond)
@@ -257,17 +259,18 @@ class DataPlane:
 class _InferCall(Generic[T]):
     """One infer request on its way: decoded, queued for the model, encoded, answered.
 
-    Callbacks on futures rather than coroutines: no task per request. The request is
-    accounted for once: when its answer is made, or when it is withdrawn.
+    Callbacks rather than coroutines: no task per request, and no future between the
+    batcher and the connection. The request is accounted for once: when its answer is made,
+    or when it is withdrawn.
     """
 
-    __slots__ = ("binary", "future", "names", "plane", "request_id", "respond", "started", "work")
+    __slots__ = ("binary", "names", "pending", "plane", "request_id", "respond", "started", "work")
 
     def __init__(self, plane: DataPlane, respond: Respond[T]) -> None:
         self.plane = plane
         self.respond = respond
         self.started = time.perf_counter()
-        self.future: asyncio.Future[T] | None = None
+        self.pending: Pending[T] | None = None
         self.work: asyncio.Future[Any] | Ticket | None = None
         self.request_id: str | None = None
         self.names: tuple[str, ...] = ()
@@ -283,11 +286,11 @@ class _InferCall(Generic[T]):
         self.request_id = request.id
         self.work = plane._batcher.submit(feeds, self.names, rows, self.computed)
 
-    def answer(self) -> asyncio.Future[T]:
-        """The future the caller waits on; cancelling it withdraws the request."""
-        future: _Answer[T] = _Answer(self, loop=asyncio.get_running_loop())
-        self.future = future
-        return future
+    def answer(self) -> Pending[T]:
+        """What the caller waits on; cancelling it withdraws the request."""
+        pending: Pending[T] = Pending(self.withdraw)
+        self.pending = pending
+        return pending
 
     def decoded_later(self, work: asyncio.Future[InferenceRequest]) -> None:
         self._step(lambda: self.decoded(work.result()))
@@ -297,9 +300,9 @@ class _InferCall(Generic[T]):
 
     def _step(self, step: Callable[[], T | None]) -> None:
         """Take the next step unless the request was withdrawn; its answer, or its failure
-        made into one, settles the future (a step that queues work answers None)."""
-        future = self.future
-        if future is None or future.done():
+        made into one, settles the pending answer (a step that queues work answers None)."""
+        pending = self.pending
+        if pending is None or pending.done:
             return
         try:
             answer = step()
@@ -308,7 +311,7 @@ class _InferCall(Generic[T]):
         except Exception as error:
             answer = self.crashed(error)
         if answer is not None:
-            future.set_result(answer)
+            pending.settle(answer)
 
     def _encoded(self, outcome: Outcome) -> T:
         if isinstance(outcome, Exception):
@@ -336,18 +339,3 @@ class _InferCall(Generic[T]):
         if self.work is not None:
             self.work.cancel()
         self.plane.metrics.request_finished(CLIENT_CLOSED, time.perf_counter() - self.started)
-
-
-class _Answer(asyncio.Future[T]):
-    """A future whose cancellation withdraws its request at once (no callback to schedule
-    on every answer just to notice the rare cancelled one)."""
-
-    def __init__(self, call: _InferCall[T], *, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop=loop)
-        self._call = call
-
-    def cancel(self, msg: Any = None) -> bool:
-        cancelled = super().cancel(msg)
-        if cancelled:
-            self._call.withdraw()
-        return cancelled

@@ -32,6 +32,8 @@ from typing import cast
 import httptools
 import orjson
 
+from kiln_server.pending import Pending
+
 log = logging.getLogger("kiln_server.http_server")
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
@@ -66,9 +68,10 @@ def error_response(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, orjson.dumps({"error": message}))
 
 
-# An answer now, or one to wait for: a future (the cheap way: no task) or a coroutine.
-# Cancelling it is how the server says that the client has gone.
-Handler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+# An answer now, or one to wait for: a Pending (the cheap way: no task, no future, the
+# answer written as soon as it is settled), a future or a coroutine. Cancelling it is how
+# the server says that the client has gone.
+Handler = Callable[[HttpRequest], HttpResponse | Pending[HttpResponse] | Awaitable[HttpResponse]]
 
 
 @dataclass
@@ -116,7 +119,7 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = False
         self._rejection: HttpResponse | None = None
         self._current: tuple[HttpRequest, bool] | None = None
-        self._answer: asyncio.Future[HttpResponse] | None = None
+        self._answer: Pending[HttpResponse] | asyncio.Future[HttpResponse] | None = None
         self._continue_due = False
         # When the body began to be expected, and how much of it had arrived by then.
         self._body_clock: float | None = None
@@ -138,10 +141,13 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._state.connections.discard(self)
         self._closing = True
+        unanswered = sum(len(request.body) for request, _ in self._requests)
         if self._answer is not None:
             self._answer.cancel()  # nobody is left to read it: stop computing it
-        # The request being answered releases its body when its answer comes back.
-        unanswered = sum(len(request.body) for request, _ in self._requests)
+            self._answer = None
+        if self._current is not None:
+            unanswered += len(self._current[0].body)
+            self._current = None
         self._release(unanswered + (self._body_size if self._in_message else 0))
         self._body_size = 0
         self._requests.clear()
@@ -351,33 +357,46 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(outcome, HttpResponse):
                 self._write(request, outcome, keep_alive)
                 continue
+            self._busy = True
+            self._current = (request, keep_alive)
+            if isinstance(outcome, Pending):
+                self._answer = outcome
+                outcome.then(self._deliver)  # may deliver at once, which goes on from there
+                continue
             answer = (
                 outcome if isinstance(outcome, asyncio.Future) else asyncio.ensure_future(outcome)
             )
-            self._busy = True
-            self._current = (request, keep_alive)
             self._answer = answer
             answer.add_done_callback(self._answered)
         if self._continue_due and not self._busy and not self._requests and not self._closing:
             self._send_continue()
 
     def _answered(self, done: asyncio.Future[HttpResponse]) -> None:
+        current = self._current
+        if current is None:  # the connection was lost; its body was released then
+            return
+        if done.cancelled():
+            self._busy = False
+            self._answer = None
+            self._current = None
+            self._release(len(current[0].body))
+            return
+        error = done.exception()
+        if error is not None:
+            request = current[0]
+            log.error("handler failed for %s %s", request.method, request.path, exc_info=error)
+            self._deliver(error_response(500, "internal server error"))
+        else:
+            self._deliver(done.result())
+
+    def _deliver(self, response: HttpResponse) -> None:
+        """Write the answer to the request being answered, then go on to the next."""
         self._busy = False
         self._answer = None
         current = self._current
         self._current = None
         assert current is not None
-        request, keep_alive = current
-        if done.cancelled():
-            self._release(len(request.body))
-            return
-        error = done.exception()
-        if error is not None:
-            log.error("handler failed for %s %s", request.method, request.path, exc_info=error)
-            response = error_response(500, "internal server error")
-        else:
-            response = done.result()
-        self._write(request, response, keep_alive)
+        self._write(current[0], response, current[1])
         self._next_request()
 
     def _write(self, request: HttpRequest, response: HttpResponse, keep_alive: bool) -> None:
