@@ -1,6 +1,10 @@
 """One benchmark sitting: raw ONNX Runtime ceilings, then kiln-server and its peers over the
 grid (model x batch x concurrency x encoding), each server pinned to one core and wrk to the
-other. Appends one JSON line per measurement to a results file and renders bench/README.md.
+other, then paired rounds of the key cell (tabular b1 c64: kiln JSON, kiln binary and the
+null app on uvicorn, one after another, round after round), whose ratios the target checks
+use: the grid runs each server minutes apart, and the shared machine's speed drifts more
+than that between them. Appends one JSON line per measurement to a results file and renders
+bench/README.md.
 
     python bench/driver.py --work /tmp/kiln-bench [--secs 8] [--servers "kiln kserve naive"]
 """
@@ -240,6 +244,8 @@ def main() -> None:
     parser.add_argument("--concs", default="1 16 64")
     parser.add_argument("--secs", type=int, default=8)
     parser.add_argument("--key-repeats", type=int, default=2, help="extra runs of key cells")
+    parser.add_argument("--pairs", type=int, default=5, help="paired rounds of the key cell")
+    parser.add_argument("--pair-secs", type=int, default=5)
     parser.add_argument("--server-cpus", default="1")
     parser.add_argument("--load-cpus", default="0")
     parser.add_argument("--results", default=os.path.join(HERE, "results", "raw"))
@@ -366,6 +372,8 @@ def main() -> None:
                     record(
                         {"kind": "batch_sizes", "model": model, "metrics": _batch_sizes(metrics)}
                     )
+    if args.pairs > 0:
+        paired_rounds(args, models_dir, body_dir, peer_python, record)
     shutil.rmtree(body_dir, ignore_errors=True)
     history = [
         load(os.path.join(args.results, name))
@@ -377,6 +385,50 @@ def main() -> None:
     with open(args.readme, "w") as out:
         out.write(render(readme, records, history))
     log(f"wrote {results_path} and {args.readme}")
+
+
+# The key cell's contenders in the paired rounds: (server, encoding).
+PAIRED = (("kiln", "json"), ("kiln", "binary"), ("null-uvicorn", "json"))
+
+
+def paired_rounds(
+    args: argparse.Namespace,
+    models_dir: str,
+    body_dir: str,
+    peer_python: str,
+    record: Any,
+) -> None:
+    """Tabular b1 c64 for each contender in turn, ``args.pairs`` rounds, each round starting
+    with the next contender (so none always runs first); a fresh server for every run."""
+    contenders = [
+        (kind, encoding)
+        for kind, encoding in PAIRED
+        if kind not in NEEDS or importlib.util.find_spec(NEEDS[kind]) is not None
+    ]
+    model_dir = os.path.join(models_dir, "tabular")
+    url = f"http://127.0.0.1:{PORT}/v2/models/tabular/infer"
+    ready = f"http://127.0.0.1:{PORT}/v2/models/tabular/ready"
+    bodies = {}
+    for encoding in ENCODINGS:
+        path = os.path.join(body_dir, f"pair-{encoding}")
+        bodies[encoding] = (path, make_body("tabular", 1, encoding, path))
+    for round_number in range(1, args.pairs + 1):
+        shift = (round_number - 1) % len(contenders)
+        for kind, encoding in contenders[shift:] + contenders[:shift]:
+            command = server_command(kind, model_dir, "tabular", PORT, peer_python)
+            log_path = os.path.join(args.work, f"server-pair-{kind}.log")
+            body, header_length = bodies[encoding]
+            with running_server(command, args.server_cpus, ready, log_path):
+                wrk(url, body, header_length, 1, 64, 2, args.load_cpus)  # warm up
+                result = wrk(url, body, header_length, 1, 64, args.pair_secs, args.load_cpus)
+            result.update(
+                {"kind": "pair", "round": round_number, "server": kind, "encoding": encoding}
+            )
+            record(result)
+            log(
+                f"pair round {round_number} {kind} {encoding}: {result['req_s']:.0f} req/s, "
+                f"p99 {result['p99_ms']:.2f} ms"
+            )
 
 
 def _wrk_version() -> str:
