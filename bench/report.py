@@ -360,6 +360,8 @@ def sittings(runs: list[list[dict[str, Any]]]) -> str:
         "|---|---|---:|---:|---|---|",
     ]
     for records in runs:
+        if not any(r["kind"] == "cell" for r in records):
+            continue  # not a model-server sitting (the operator bench writes here too)
         meta = next((r for r in records if r["kind"] == "meta"), {})
         checks = _checks(
             records,
