@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -132,6 +132,11 @@ def wrk(
 NULL_LAYERS = {"null-uvicorn": "uvicorn", "null-granian": "granian", "null-kiln": "kiln"}
 TABULAR_ONLY = (*NULL_LAYERS, "kiln-asgi")
 NEEDS = {"null-uvicorn": "uvicorn", "null-granian": "granian", "kiln-asgi": "uvicorn"}
+
+
+def _installed(kind: str) -> bool:
+    """The HTTP layer that server ``kind`` runs on, if it needs one, is importable here."""
+    return kind not in NEEDS or importlib.util.find_spec(NEEDS[kind]) is not None
 
 
 def server_command(kind: str, model_dir: str, model: str, port: int, peer_python: str) -> list[str]:
@@ -307,7 +312,7 @@ def main() -> None:
         if kind in ("kserve", "kserve-quiet", "naive") and not os.path.exists(peer_python):
             log(f"skipping {kind}: no peer venv at {peer_python} (bench/run.sh makes it)")
             continue
-        if kind in NEEDS and importlib.util.find_spec(NEEDS[kind]) is None:
+        if not _installed(kind):
             log(f"skipping {kind}: {NEEDS[kind]} is not installed here (bench/run.sh installs it)")
             continue
         encodings = ("json",) if kind == "naive" else ENCODINGS
@@ -396,15 +401,11 @@ def paired_rounds(
     models_dir: str,
     body_dir: str,
     peer_python: str,
-    record: Any,
+    record: Callable[[dict[str, Any]], None],
 ) -> None:
     """Tabular b1 c64 for each contender in turn, ``args.pairs`` rounds, each round starting
     with the next contender (so none always runs first); a fresh server for every run."""
-    contenders = [
-        (kind, encoding)
-        for kind, encoding in PAIRED
-        if kind not in NEEDS or importlib.util.find_spec(NEEDS[kind]) is not None
-    ]
+    contenders = [(kind, encoding) for kind, encoding in PAIRED if _installed(kind)]
     model_dir = os.path.join(models_dir, "tabular")
     url = f"http://127.0.0.1:{PORT}/v2/models/tabular/infer"
     ready = f"http://127.0.0.1:{PORT}/v2/models/tabular/ready"

@@ -184,17 +184,27 @@ def _paired(records: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]
     return dict(sorted(rounds.items()))
 
 
+def _round_ratios(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """One round's ratios that it has the runs for: kiln JSON ÷ null-uvicorn ("ceiling") and
+    kiln binary ÷ kiln JSON ("binary")."""
+    ratios: dict[str, float] = {}
+    kiln = runs.get("kiln json")
+    if kiln is None or not kiln["req_s"]:
+        return ratios
+    null = runs.get("null-uvicorn json")
+    if null is not None and null["req_s"]:
+        ratios["ceiling"] = kiln["req_s"] / null["req_s"]
+    if "kiln binary" in runs:
+        ratios["binary"] = runs["kiln binary"]["req_s"] / kiln["req_s"]
+    return ratios
+
+
 def _paired_ratios(records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Per round: kiln JSON ÷ null-uvicorn ("ceiling") and kiln binary ÷ kiln JSON."""
+    """Every round's ratios, by name (see ``_round_ratios``)."""
     ratios: dict[str, list[float]] = {"ceiling": [], "binary": []}
     for runs in _paired(records).values():
-        kiln = runs.get("kiln json")
-        if kiln is None or not kiln["req_s"]:
-            continue
-        if "null-uvicorn json" in runs and runs["null-uvicorn json"]["req_s"]:
-            ratios["ceiling"].append(kiln["req_s"] / runs["null-uvicorn json"]["req_s"])
-        if "kiln binary" in runs:
-            ratios["binary"].append(runs["kiln binary"]["req_s"] / kiln["req_s"])
+        for name, ratio in _round_ratios(runs).items():
+            ratios[name].append(ratio)
     return ratios
 
 
@@ -221,13 +231,14 @@ def _pairs_table(records: list[dict[str, Any]]) -> list[str]:
     for number, runs in rounds.items():
         kiln, binary, null = (runs.get(k) for k in
                               ("kiln json", "kiln binary", "null-uvicorn json"))  # fmt: skip
-        ceiling = f"{kiln['req_s'] / null['req_s']:.0%}" if kiln and null else "-"
-        speed = f"{binary['req_s'] / kiln['req_s']:.0%}" if kiln and binary else "-"
+        ratios = {k: f"{v:.0%}" for k, v in _round_ratios(runs).items()}
         lines.append(
-            f"| {number} | {shown(kiln)} | {shown(binary)} | {shown(null)} | {ceiling} | {speed} |"
+            f"| {number} | {shown(kiln)} | {shown(binary)} | {shown(null)} | "
+            f"{ratios.get('ceiling', '-')} | {ratios.get('binary', '-')} |"
         )
-    ratios = _paired_ratios(records)
-    median = {k: f"{statistics.median(v):.0%}" if v else "-" for k, v in ratios.items()}
+    median = {
+        k: f"{statistics.median(v):.0%}" if v else "-" for k, v in _paired_ratios(records).items()
+    }
     lines.append(f"| median | | | | {median['ceiling']} | {median['binary']} |")
     return lines
 
