@@ -296,6 +296,7 @@ class _InferCall(Generic[T]):
         self._step(lambda: self.decoded(work.result()))
 
     def computed(self, outcome: Outcome) -> None:
+        self.work = None
         self._step(lambda: self._encoded(outcome))
 
     def _step(self, step: Callable[[], T | None]) -> None:
@@ -311,6 +312,9 @@ class _InferCall(Generic[T]):
         except Exception as error:
             answer = self.crashed(error)
         if answer is not None:
+            # Let go of the pending answer and the queued work, which refer back to this
+            # call: the request's objects are freed at once, not left for the cycle GC.
+            self.pending = self.work = None
             pending.settle(answer)
 
     def _encoded(self, outcome: Outcome) -> T:
@@ -336,6 +340,7 @@ class _InferCall(Generic[T]):
         return self.failed(InferenceError(500, f"inference failed: {error}"))
 
     def withdraw(self) -> None:
-        if self.work is not None:
-            self.work.cancel()
+        work, self.work, self.pending = self.work, None, None
+        if work is not None:
+            work.cancel()
         self.plane.metrics.request_finished(CLIENT_CLOSED, time.perf_counter() - self.started)

@@ -34,6 +34,7 @@ class Pending(Generic[T]):
         if self.done:
             return
         self.done = True
+        self._on_cancel = None  # the producer usually holds this: no cycle left for the GC
         deliver = self._deliver
         if deliver is None:
             self._value, self._waiting = value, True
@@ -56,8 +57,9 @@ class Pending(Generic[T]):
             return False
         self.done = True
         self._deliver = None
-        if self._on_cancel is not None:
-            self._on_cancel()
+        on_cancel, self._on_cancel = self._on_cancel, None
+        if on_cancel is not None:
+            on_cancel()
         return True
 
     def __await__(self) -> Generator[Any, None, T]:
