@@ -360,7 +360,7 @@ def encode_response(
         elif datatype == "BYTES" or array.dtype.kind in ("U", "S", "O"):
             entry["data"] = [_text(item) for item in array.reshape(-1).tolist()]
         else:
-            entry["data"] = np.ascontiguousarray(array).reshape(-1)
+            entry["data"] = array.ravel()  # C order, copied only when it must be
         entries.append(entry)
     document: dict[str, Any] = {"model_name": model_name, "outputs": entries}
     if model_version is not None:
@@ -387,7 +387,7 @@ def _to_binary(datatype: str, array: np.ndarray) -> bytes:
         return b"".join(parts)
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array).tobytes()
+    return array.tobytes()  # C order whatever the layout
 
 
 def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
