@@ -296,6 +296,8 @@ class _InferCall(Generic[T]):
         self._step(lambda: self.decoded(work.result()))
 
     def computed(self, outcome: Outcome) -> None:
+        # The ticket refers back to this call (``on_done``): let go of it, so that the
+        # request's objects are freed at once, not left for the cycle collector.
         self.work = None
         self._step(lambda: self._encoded(outcome))
 
@@ -312,9 +314,6 @@ class _InferCall(Generic[T]):
         except Exception as error:
             answer = self.crashed(error)
         if answer is not None:
-            # Let go of the pending answer and the queued work, which refer back to this
-            # call: the request's objects are freed at once, not left for the cycle GC.
-            self.pending = self.work = None
             pending.settle(answer)
 
     def _encoded(self, outcome: Outcome) -> T:
@@ -340,7 +339,7 @@ class _InferCall(Generic[T]):
         return self.failed(InferenceError(500, f"inference failed: {error}"))
 
     def withdraw(self) -> None:
-        work, self.work, self.pending = self.work, None, None
+        work, self.work = self.work, None  # a withdrawn ticket waits in the queue a while
         if work is not None:
             work.cancel()
         self.plane.metrics.request_finished(CLIENT_CLOSED, time.perf_counter() - self.started)
