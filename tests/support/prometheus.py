@@ -1,9 +1,12 @@
-"""A real Prometheus and promtool, for the monitoring tests.
+"""A real Prometheus and promtool, and prometheus-operator's schemas, for the monitoring
+tests.
 
-``make prometheus`` (``.ci/install-prometheus``) puts both beside the virtual environment's
-interpreter, from Debian's ``prometheus`` package, and CI runs it before the tests; a
-developer may also have them on PATH. Tests that need them skip, saying how to install
-them, only where neither exists.
+``make prometheus`` (``.ci/install-prometheus``) puts both binaries beside the virtual
+environment's interpreter, from Debian's ``prometheus`` package, and the schema validators
+of the npm package ``@kubernetes-models/prometheus-operator`` under the environment's
+``share/kiln-monitoring``; CI runs it before the tests. A developer may also have the
+binaries on PATH. Tests that need them skip, saying how to install them, only where they
+are missing.
 """
 
 from __future__ import annotations
@@ -43,6 +46,29 @@ def require(name: str) -> str:
             f"{name} is not installed: run `make prometheus` (.ci/install-prometheus), as CI does"
         )
     return found
+
+
+def operator_schema_errors(objects: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """``kind/name`` -> what prometheus-operator's schema says is wrong with each object
+    (an empty list when it is valid)."""
+    node = shutil.which("node")
+    modules = Path(sys.executable).parent.parent / "share" / "kiln-monitoring" / "node_modules"
+    if node is None or not (modules / "@kubernetes-models" / "prometheus-operator").is_dir():
+        pytest.skip(
+            "prometheus-operator's schemas are not installed: run `make prometheus` "
+            "(.ci/install-prometheus, needs node and npm), as CI does"
+        )
+    result = subprocess.run(
+        [node, str(Path(__file__).with_name("prometheus_operator_schema.mjs")), str(modules)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"the schema check failed:\n{result.stderr}")
+    return {f"{v['kind']}/{v['name']}": v["errors"] for v in json.loads(result.stdout)}
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,9 @@
 Covers: every metric the Grafana dashboard and the PrometheusRule query is one that Kiln
 exports (the operator's metric objects, a real model server's exposition, the chart's
 kube-state-metrics configuration), with only labels those metrics (or the scrape) have;
-nothing is rendered unless asked for; the PodMonitor selects the serving pods the operator
+the ServiceMonitor, PodMonitor and PrometheusRule satisfy prometheus-operator's published
+schemas (types, patterns, enums, required fields) in every mode; nothing is rendered unless
+asked for; the PodMonitor selects the serving pods the operator
 builds, on their metrics port; the ServiceMonitor selects the operator's metrics Service;
 alert thresholds follow the values; the dashboard has the panels the issue asks for.
 """
@@ -22,6 +24,7 @@ from kiln_operator import metrics as operator_metrics
 from kiln_server.drift import DriftReport
 from kiln_server.metrics import ServerMetrics
 from tests.support.helm import kinds, render
+from tests.support.prometheus import operator_schema_errors
 from tests.unit.chart.test_chart_generated import generate
 from tests.unit.inferenceservice.test_serving_builders import deployment
 
@@ -164,6 +167,44 @@ def test_the_check_catches_a_metric_nothing_exports() -> None:
         in used_labels('kiln_inference_requests_total{track="canary"}')
         - (exported["kiln_inference_requests_total"])
     )
+
+
+def _monitoring_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"watchNamespaces": ["team-a", "team-b"]}],
+    ids=["cluster-wide", "namespaced"],
+)
+def test_monitors_and_rules_satisfy_prometheus_operators_schema(extra: dict[str, Any]) -> None:
+    objects = _monitoring_objects(render({**EVERYTHING, **extra}))
+    verdicts = operator_schema_errors(objects)
+    assert sorted(verdicts) == [
+        "PodMonitor/kiln-model-servers",
+        "PrometheusRule/kiln",
+        "ServiceMonitor/kiln-operator",
+    ]
+    assert {name: errors for name, errors in verdicts.items() if errors} == {}
+
+
+def test_the_schema_check_refuses_what_prometheus_operator_would(
+    monitored: list[dict[str, Any]],
+) -> None:
+    """The check can fail: a rule's ``for`` in words and an unknown relabel action."""
+    objects = json.loads(json.dumps(_monitoring_objects(monitored)))
+    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][1]["for"] = "2 minutes"
+    monitor = next(o for o in objects if o["kind"] == "PodMonitor")
+    monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"] = "rename"
+    verdicts = operator_schema_errors(objects)
+    (complaint,) = verdicts["PrometheusRule/kiln"]
+    assert complaint.startswith("/spec/groups/0/rules/1/for: must match pattern")
+    assert verdicts["PodMonitor/kiln-model-servers"] == [
+        "/spec/podMetricsEndpoints/0/relabelings/0/action: must be equal to one of the "
+        "allowed values"
+    ]
 
 
 def test_nothing_is_monitored_unless_asked() -> None:
