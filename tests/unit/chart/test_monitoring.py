@@ -7,7 +7,10 @@ the ServiceMonitor, PodMonitor and PrometheusRule satisfy prometheus-operator's 
 schemas (types, patterns, enums, required fields) in every mode; nothing is rendered unless
 asked for; the PodMonitor selects the serving pods the operator
 builds, on their metrics port; the ServiceMonitor selects the operator's metrics Service;
-alert thresholds follow the values; the dashboard has the panels the issue asks for.
+alert thresholds follow the values; the dashboard has the panels the issue asks for, and
+keeps to Grafana's dashboard schema (Grafana 11.6's, as grafana-foundation-sdk is generated
+from it): every panel type is one Grafana has, and every key of the dashboard, its panels,
+their options, field config and Prometheus queries is one the schema declares.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import re
 from typing import Any
 
 import pytest
+from grafana_foundation_sdk.cog import plugins as grafana_plugins
+from grafana_foundation_sdk.cog import runtime as grafana_runtime
+from grafana_foundation_sdk.models.dashboard import Dashboard as GrafanaDashboard
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -305,6 +311,71 @@ def test_dashboard_shows_serving_drift_rollouts_and_training(
     ]
     assert (
         "by (namespace, inferenceservice, version" in panels["Request rate"]["targets"][0]["expr"]
+    )
+
+
+#: Keys Grafana's own editor writes that its schema does not declare: a query variable's
+#: ``definition``, the query text the variables list shows.
+EDITOR_ONLY = {"definition"}
+
+
+def _undeclared(written: Any, decoded: Any, path: str = "") -> list[str]:
+    """Paths of ``written`` that decoding by Grafana's schema and encoding again lost."""
+    if isinstance(written, dict):
+        lost = []
+        for key, value in written.items():
+            if not isinstance(decoded, dict) or key not in decoded:
+                if key not in EDITOR_ONLY:
+                    lost.append(f"{path}/{key}")
+            else:
+                lost += _undeclared(value, decoded[key], f"{path}/{key}")
+        return lost
+    if isinstance(written, list) and isinstance(decoded, list) and len(written) == len(decoded):
+        return [
+            found
+            for index, (one, other) in enumerate(zip(written, decoded, strict=True))
+            for found in _undeclared(one, other, f"{path}[{index}]")
+        ]
+    return [] if written == decoded else [f"{path} (changed)"]
+
+
+def grafana_schema_complaints(board: dict[str, Any]) -> list[str]:
+    grafana_plugins.register_default_plugins()
+    complaints = [
+        f"panel {panel.get('title')!r}: Grafana has no panel type {panel['type']!r}"
+        for panel in board["panels"]
+        if panel["type"] != "row" and grafana_runtime.panelcfg_config(panel["type"]) is None
+    ]
+    decoded = json.loads(
+        json.dumps(GrafanaDashboard.from_json(board), default=lambda o: o.to_json())
+    )
+    return complaints + [
+        f"{path} is not in Grafana's schema" for path in _undeclared(board, decoded)
+    ]
+
+
+def test_the_dashboard_keeps_to_grafanas_dashboard_schema(
+    monitored: list[dict[str, Any]],
+) -> None:
+    assert grafana_schema_complaints(dashboard_of(monitored)) == []
+
+
+def test_the_schema_check_finds_misspelt_keys_and_unknown_panel_types(
+    monitored: list[dict[str, Any]],
+) -> None:
+    board = dashboard_of(monitored)
+    index, panel = next((i, p) for i, p in enumerate(board["panels"]) if p["type"] != "row")
+    panel["gridpos"] = panel.pop("gridPos")
+    panel["targets"][0]["legendFormt"] = panel["targets"][0].pop("legendFormat")
+    panel["fieldConfig"]["defaults"]["units"] = "s"
+    assert grafana_schema_complaints(board) == [
+        f"/panels[{index}]/fieldConfig/defaults/units is not in Grafana's schema",
+        f"/panels[{index}]/targets[0]/legendFormt is not in Grafana's schema",
+        f"/panels[{index}]/gridpos is not in Grafana's schema",
+    ]
+    panel["type"] = "timeseriez"
+    assert grafana_schema_complaints(board)[0] == (
+        f"panel {panel['title']!r}: Grafana has no panel type 'timeseriez'"
     )
 
 
