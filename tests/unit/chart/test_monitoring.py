@@ -2,15 +2,16 @@
 
 Covers: every metric the Grafana dashboard and the PrometheusRule query is one that Kiln
 exports (the operator's metric objects, a real model server's exposition, the chart's
-kube-state-metrics configuration), with only labels those metrics (or the scrape) have;
-the ServiceMonitor, PodMonitor and PrometheusRule satisfy prometheus-operator's published
-schemas (types, patterns, enums, required fields) in every mode; nothing is rendered unless
-asked for; the PodMonitor selects the serving pods the operator
-builds, on their metrics port; the ServiceMonitor selects the operator's metrics Service;
-alert thresholds follow the values; the dashboard has the panels the issue asks for, and
-keeps to Grafana's dashboard schema (Grafana 11.6's, as grafana-foundation-sdk is generated
-from it): every panel type is one Grafana has, and every key of the dashboard, its panels,
-their options, field config and Prometheus queries is one the schema declares.
+kube-state-metrics configuration), with only labels those metrics (or the scrape) have,
+read from each expression's syntax tree (promql-parser); the ServiceMonitor, PodMonitor and
+PrometheusRule satisfy prometheus-operator's published schemas (types, patterns, enums,
+required fields) in every mode; nothing is rendered unless asked for; the PodMonitor
+selects the serving pods the operator builds, on their metrics port; the ServiceMonitor
+selects the operator's metrics Service; alert thresholds follow the values; the dashboard
+has the panels the issue asks for, and keeps to Grafana's dashboard schema (Grafana 11.6's,
+as grafana-foundation-sdk is generated from it): every panel type is one Grafana has, and
+every key of the dashboard, its panels, their options, field config and Prometheus queries
+is one the schema declares.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import re
 from typing import Any
 
+import promql_parser
 import pytest
 from grafana_foundation_sdk.cog import plugins as grafana_plugins
 from grafana_foundation_sdk.cog import runtime as grafana_runtime
@@ -48,11 +50,6 @@ TARGET_LABELS = {"namespace", "pod", "container", "job", "instance", "service", 
 SERVER_TARGET_LABELS = TARGET_LABELS | {"inferenceservice"}
 #: kube-state-metrics' own labels on every custom-resource metric.
 STATE_LABELS = {"customresource_group", "customresource_kind", "customresource_version"}
-PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-    "sum", "max", "min", "avg", "count", "rate", "irate", "increase", "histogram_quantile",
-    "label_values", "bool", "offset",
-}  # fmt: skip
 
 
 def _families(text: str) -> dict[str, set[str]]:
@@ -129,22 +126,45 @@ def queries(docs: list[dict[str, Any]]) -> list[str]:
 
 
 def _grafana_free(expr: str) -> str:
-    """The expression without Grafana's variables and label_values() wrapper."""
-    expr = re.sub(r"\$__rate_interval|\$\w+", "x", expr)
+    """The expression without Grafana's variables and label_values() wrapper: PromQL."""
+    expr = re.sub(r"\$__rate_interval", "5m", expr)
+    expr = re.sub(r"\$\w+", "x", expr)
     return re.sub(r"label_values\((.*),\s*\w+\)$", r"\1", expr)
 
 
+def _read(expr: str) -> tuple[set[str], set[str]]:
+    """The metric names an expression selects and the label names it matches, groups or
+    joins on, from the syntax tree of a real PromQL parser (promql-parser)."""
+    metrics: set[str] = set()
+    labels: set[str] = set()
+
+    def visit(node: Any, *_: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                metrics.add(node.name)
+            for matcher in node.matchers.matchers:
+                if matcher.name == "__name__":
+                    metrics.add(matcher.value)
+                else:
+                    labels.add(matcher.name)
+        elif isinstance(node, promql_parser.AggregateExpr) and node.modifier:
+            labels.update(node.modifier.labels)
+        elif isinstance(node, promql_parser.BinaryExpr) and node.modifier:
+            if node.modifier.matching:
+                labels.update(node.modifier.matching.labels)
+            labels.update(node.modifier.group_labels or ())
+        return True
+
+    promql_parser.walk(promql_parser.parse(_grafana_free(expr)), visit)
+    return metrics, labels
+
+
 def used_metrics(expr: str) -> set[str]:
-    expr = re.sub(r'"[^"]*"', '""', _grafana_free(expr))
-    return set(re.findall(r"\bkiln_[a-z0-9_]+\b", expr))
+    return {name for name in _read(expr)[0] if name.startswith("kiln_")}
 
 
 def used_labels(expr: str) -> set[str]:
-    expr = _grafana_free(expr)
-    labels = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
-    for clause in re.findall(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)", expr):
-        labels.update(name.strip() for name in clause.split(",") if name.strip())
-    return labels - PROMQL_WORDS
+    return _read(expr)[1]
 
 
 def test_every_queried_metric_is_exported_with_the_labels_used(
