@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from kiln_operator.options import OperatorOptions
 
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A Secret's name: a DNS subdomain.
+_SECRET = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
@@ -86,6 +88,16 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         "(default: --model-server-image with -gpu appended to its tag)",
     )
     parser.add_argument(
+        "--model-server-pull-secret",
+        action="append",
+        default=[],
+        metavar="SECRET",
+        dest="model_server_pull_secrets",
+        help="a Secret with registry credentials for the model-server images, which "
+        "validation Jobs and serving pods list in imagePullSecrets; it must exist in each "
+        "namespace they run in (repeat the flag for several)",
+    )
+    parser.add_argument(
         "--validation-deadline",
         type=int,
         default=OperatorOptions.validation_deadline_seconds,
@@ -107,6 +119,12 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         parser.error("--model-server-image must name an image")
     if args.model_server_gpu_image is not None and not args.model_server_gpu_image.strip():
         parser.error("--model-server-gpu-image must name an image")
+    for secret in args.model_server_pull_secrets:
+        if len(secret) > 253 or not _SECRET.match(secret):
+            parser.error(
+                f"--model-server-pull-secret {secret!r} is not a Secret name (lower-case "
+                "letters, digits, '-' and '.', at most 253 characters)"
+            )
     for namespace in args.namespaces or ():
         if not _NAMESPACE.match(namespace):
             parser.error(
@@ -129,6 +147,7 @@ def parse_args(argv: Sequence[str] | None = None) -> OperatorOptions:
         workers=args.workers,
         model_server_image=args.model_server_image,
         model_server_gpu_image=args.model_server_gpu_image,
+        model_server_pull_secrets=tuple(dict.fromkeys(args.model_server_pull_secrets)),
         validation_deadline_seconds=args.validation_deadline,
     )
 

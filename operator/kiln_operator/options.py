@@ -28,6 +28,8 @@ class OperatorOptions:
     model_server_gpu_image: str | None = None
     """The model-server image built for CUDA (serving pods with an accelerator); None:
     the CPU image's tag with ``-gpu`` appended."""
+    model_server_pull_secrets: tuple[str, ...] = ()
+    """Secrets (in each object's namespace) for pulling the model-server images."""
 
 
 def gpu_variant(image: str) -> str:

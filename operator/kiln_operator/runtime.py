@@ -72,6 +72,7 @@ def build_registry(
         model_server_gpu_image=options.model_server_gpu_image
         or gpu_variant(options.model_server_image),
         validation_deadline_seconds=options.validation_deadline_seconds,
+        model_server_pull_secrets=options.model_server_pull_secrets,
     )
     namespaces = None if options.all_namespaces else list(options.namespaces)
     running: list[asyncio.Task[None]] = []

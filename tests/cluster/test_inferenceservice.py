@@ -133,7 +133,10 @@ def rig(
         cluster.kubeconfig,
         namespace,
         tmp_path / "kiln-operator.log",
-        extra_args=["--model-server-image", "kiln-server:test", "--resync-seconds", "30"],
+        extra_args=[
+            *("--model-server-image", "kiln-server:test", "--resync-seconds", "30"),
+            *("--model-server-pull-secret", "registry-creds"),
+        ],
     )
     try:
         with process.running():
@@ -180,6 +183,7 @@ def test_a_pinned_version_is_served_by_real_model_servers_and_costs_no_writes_wh
         "serve", "--model-dir", "/models", "--model-name", "iris", "--model-version", "1",
     ]  # fmt: skip
     assert server["image"] == "kiln-server:test"
+    assert template["spec"]["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
 
     pods = rig.servers.run_deployment(deployment)

@@ -55,7 +55,10 @@ def validating_operator(
         cluster.kubeconfig,
         namespace,
         tmp_path / "kiln-operator.log",
-        extra_args=["--model-server-image", "kiln-server:test", "--validation-deadline", "120"],
+        extra_args=[
+            *("--model-server-image", "kiln-server:test", "--validation-deadline", "120"),
+            *("--model-server-pull-secret", "registry-creds"),
+        ],
     )
     with process.running():
         yield process
@@ -208,6 +211,7 @@ def test_a_good_artifact_becomes_ready_with_its_real_signature(
     pod_spec = job["spec"]["template"]["spec"]
     (container,) = pod_spec["containers"]
     assert container["image"] == "kiln-server:test"
+    assert pod_spec["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert container["args"][:5] == ["validate", "--uri", uri, "--sha256", sha256]
     assert {"name": "claim-0", "mountPath": f"/mnt/pvc/{CLAIM}", "readOnly": True} in (
         container["volumeMounts"]

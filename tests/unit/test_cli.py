@@ -56,3 +56,19 @@ def test_operator_takes_the_model_server_image_and_refuses_a_zero_validation_dea
     )  # fmt: skip
     assert result.returncode == 2
     assert "--validation-deadline must be at least 1" in result.stderr
+
+
+def test_operator_takes_model_server_pull_secrets_once_each_and_refuses_a_bad_name() -> None:
+    from kiln_operator.cli import parse_args
+
+    assert parse_args(["-A"]).model_server_pull_secrets == ()
+    options = parse_args(
+        ["-A", *("--model-server-pull-secret", "regcred") * 2, "--model-server-pull-secret", "b.c"]
+    )
+    assert options.model_server_pull_secrets == ("regcred", "b.c")
+    result = subprocess.run(
+        ["kiln-operator", "-A", "--model-server-pull-secret", "Reg_Cred"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--model-server-pull-secret 'Reg_Cred' is not a Secret name" in result.stderr

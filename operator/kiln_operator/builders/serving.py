@@ -15,7 +15,7 @@ Pods run under the restricted security profile with a read-only root filesystem.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from kiln_operator import naming
@@ -108,12 +108,14 @@ def desired_deployment(
     replicas: int | None,
     image: str,
     gpu_node_selector: Mapping[str, str] | None,
+    pull_secrets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The Deployment serving ``model_version`` (a ModelVersion object) for ``isvc``.
 
     ``replicas`` None leaves the field out of the body, so that an HPA owns it;
     ``gpu_node_selector`` holds the labels of the spec's accelerator type from the
-    operator's accelerator map (None without an accelerator).
+    operator's accelerator map (None without an accelerator); ``pull_secrets`` name the
+    Secrets for pulling ``image``.
     """
     name = isvc["metadata"]["name"]
     mv = ModelVersionSpec.model_validate(model_version["spec"])
@@ -131,7 +133,7 @@ def desired_deployment(
                 "labels": pod_labels,
                 "annotations": {naming.INFERENCE_SERVICE_ANNOTATION: name},
             },
-            "spec": _pod_spec(spec, mv, image, gpu_node_selector),
+            "spec": _pod_spec(spec, mv, image, gpu_node_selector, pull_secrets),
         },
     }
     if replicas is not None:
@@ -238,6 +240,7 @@ def _pod_spec(
     mv: ModelVersionSpec,
     image: str,
     gpu_node_selector: Mapping[str, str] | None,
+    pull_secrets: Sequence[str],
 ) -> dict[str, Any]:
     resources = _resources(spec)
     # The init containers get the server's CPU and memory (not its GPUs): a pod's request
@@ -334,6 +337,8 @@ def _pod_spec(
     place(
         pod, spec.accelerator is not None, gpu_node_selector, spec.node_selector, spec.tolerations
     )
+    if pull_secrets:
+        pod["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     else:

@@ -13,6 +13,7 @@ first. A crash of the pod itself is retried twice, an eviction is not counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -67,8 +68,10 @@ def desired_validation_job(
     job_name: str,
     image: str,
     deadline_seconds: int,
+    pull_secrets: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The Job ``job_name`` validating ``model_version`` (owned by it)."""
+    """The Job ``job_name`` validating ``model_version`` (owned by it) with ``image``,
+    pulled with the Secrets ``pull_secrets`` name."""
     meta = model_version["metadata"]
     labels = validation_labels(model_version, spec)
     annotations = {naming.MODEL_VERSION_ANNOTATION: meta["name"]}
@@ -104,13 +107,13 @@ def desired_validation_job(
             },
             "template": {
                 "metadata": {"labels": labels, "annotations": annotations},
-                "spec": _pod_spec(spec, image),
+                "spec": _pod_spec(spec, image, pull_secrets),
             },
         },
     }
 
 
-def _pod_spec(spec: ModelVersionSpec, image: str) -> dict[str, Any]:
+def _pod_spec(spec: ModelVersionSpec, image: str, pull_secrets: Sequence[str]) -> dict[str, Any]:
     claims = sorted(
         {
             claim
@@ -144,10 +147,13 @@ def _pod_spec(spec: ModelVersionSpec, image: str) -> dict[str, Any]:
     }
     if spec.credentials is not None:
         container["envFrom"] = [{"secretRef": {"name": spec.credentials.name}}]
-    return {
+    pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
     }
+    if pull_secrets:
+        pod["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
+    return pod

@@ -32,6 +32,8 @@ class Settings:
     """How long a validation Job may take, pulls and retries included."""
     model_server_gpu_image: str = gpu_variant(DEFAULT_MODEL_SERVER_IMAGE)
     """The CUDA build of the model-server image (serving pods with an accelerator)."""
+    model_server_pull_secrets: tuple[str, ...] = ()
+    """Secrets for pulling the model-server images, named in validation and serving pods."""
 
 
 def _utc_now() -> dt.datetime:

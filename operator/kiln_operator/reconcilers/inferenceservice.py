@@ -474,7 +474,14 @@ async def _write_children(
             )
             continue
         body = desired_deployment(
-            isvc, spec, model_version, track.track, track.replicas, image, gpu_selector
+            isvc,
+            spec,
+            model_version,
+            track.track,
+            track.replicas,
+            image,
+            gpu_selector,
+            ctx.settings.model_server_pull_secrets,
         )
         await _apply_if_changed(ctx, kube.DEPLOYMENTS, body, live_deployments)
         hpa_name = body["metadata"]["name"]

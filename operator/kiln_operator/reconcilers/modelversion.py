@@ -95,6 +95,7 @@ async def _validation(
             job_name,
             ctx.settings.model_server_image,
             ctx.settings.validation_deadline_seconds,
+            ctx.settings.model_server_pull_secrets,
         )
         await ctx.client.create(kube.JOBS, body, namespace)
         _log(namespace, name).info("validating %s with Job %s", spec.artifact.uri, job_name)

@@ -173,6 +173,21 @@ def test_operator_flags_follow_the_values() -> None:
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
 
 
+def test_model_server_pull_secrets_reach_the_operator_and_default_to_none(
+    default: list[dict[str, Any]],
+) -> None:
+    from kiln_operator.cli import parse_args
+
+    assert not [a for a in operator_container(default)["args"] if "pull-secret" in a]
+    docs = render({"modelServer": {"imagePullSecrets": ["regcred", "mirror.creds"]}})
+    args = operator_container(docs)["args"]
+    assert [a for a in args if "pull-secret" in a] == [
+        "--model-server-pull-secret=regcred",
+        "--model-server-pull-secret=mirror.creds",
+    ]
+    assert parse_args(args).model_server_pull_secrets == ("regcred", "mirror.creds")
+
+
 def test_several_replicas_get_a_disruption_budget(default: list[dict[str, Any]]) -> None:
     assert "PodDisruptionBudget" not in kinds(default)
     docs = render({"replicas": 3})
@@ -422,6 +437,10 @@ def test_approval_policy_can_be_turned_off() -> None:
         ),
         ({"watchNamespace": ["a"]}, "Additional property watchNamespace is not allowed"),
         ({"rbac": {"aggregate": True}}, "rbac: Additional property aggregate is not allowed"),
+        (
+            {"modelServer": {"imagePullSecrets": ["Reg_Cred"]}},
+            "modelServer.imagePullSecrets.0: Does not match pattern",
+        ),
         (
             {"monitoring": {"prometheusRule": {"driftFor": "half an hour"}}},
             "monitoring.prometheusRule.driftFor: Does not match pattern",

@@ -642,3 +642,12 @@ def test_the_schema_check_catches_a_misspelt_field() -> None:
         "no such field of V1SecurityContext",
         ".spec.template.spec.terminationGracePeriodSeconds: expected int, got '40'",
     ]
+
+
+def test_serving_pods_pull_with_the_operators_model_server_secrets_only_when_given() -> None:
+    assert "imagePullSecrets" not in pod_of(deployment())
+    isvc = inference_service()
+    body = desired_deployment(
+        isvc, spec_of(isvc), model_version(), "stable", 1, IMAGE, None, ("regcred", "b.c")
+    )
+    assert pod_of(body)["imagePullSecrets"] == [{"name": "regcred"}, {"name": "b.c"}]

@@ -293,3 +293,12 @@ def test_a_candidate_must_beat_the_serving_version_which_itself_always_passes() 
     none = select_version([version(1, ready=False)], "iris", SelectionPolicy(), None)
     assert chosen_name(none) is None
     assert len(none.skipped) == 1
+
+
+def test_the_validation_job_pulls_with_the_operators_model_server_secrets_only_when_given() -> None:
+    plain = desired_validation_job(model_version(), spec(), "iris-v3-val-1", "kiln-server:dev", 300)
+    assert "imagePullSecrets" not in plain["spec"]["template"]["spec"]
+    body = desired_validation_job(
+        model_version(), spec(), "iris-v3-val-1", "kiln-server:dev", 300, ("regcred",)
+    )
+    assert body["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
