@@ -10,6 +10,7 @@ cover; an alert's summary and description render with the firing series' labels.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,29 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return rules_file(rule, tmp_path_factory.mktemp("rules"))
 
 
-def _test_rules(rules: Path, tests: list[dict[str, Any]]) -> str:
-    spec = {"rule_files": [rules.name], "evaluation_interval": "1m", "tests": tests}
+def _promtool_test(
+    rules: Path, series: list[dict[str, str]], checks: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of one scenario: ``series`` sampled every minute, then the
+    alerts each of ``checks`` expects at its time."""
+    scenario = {"interval": "1m", "input_series": series, "alert_rule_test": checks}
+    spec = {"rule_files": [rules.name], "evaluation_interval": "1m", "tests": [scenario]}
     test_file = rules.parent / "kiln.test.yaml"
     test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = promtool("test", "rules", test_file.name, cwd=rules.parent)
+    return promtool("test", "rules", test_file.name, cwd=rules.parent)
+
+
+def _test_rules(rules: Path, series: list[dict[str, str]], checks: list[dict[str, Any]]) -> None:
+    result = _promtool_test(rules, series, checks)
     assert result.returncode == 0, f"promtool test rules failed:\n{result.stdout}{result.stderr}"
-    return result.stdout
+
+
+def _silent(alert: str, at: str) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": alert, "exp_alerts": []}
+
+
+def _firing(alert: str, at: str, *alerts: dict[str, Any]) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": alert, "exp_alerts": list(alerts)}
 
 
 def test_the_rendered_rules_pass_promtool_check(rules: Path) -> None:
@@ -87,36 +104,21 @@ def test_an_aborted_canary_alerts_at_once_and_another_degraded_reason_does_not(
     condition = "kiln_inferenceservice_condition"
     aborted = {**SERVICE, "type": "Degraded", "reason": "RolloutAborted"}
     missing = {**SERVICE, "inferenceservice": "other", "type": "Degraded"}
+    fired = {
+        "exp_labels": {**aborted, "severity": "warning"},
+        "exp_annotations": {
+            "summary": "InferenceService team-a/iris: the canary was rolled back",
+            "description": "The operator's analysis aborted the rollout; the stable version "
+            "keeps serving. See `kubectl describe kis iris -n team-a` (status.history).",
+        },
+    }
     _test_rules(
         rules,
         [
-            {
-                "interval": "1m",
-                "input_series": [
-                    _series(condition, aborted, "0 1x5"),
-                    _series(condition, {**missing, "reason": "VersionNotFound"}, "1x5"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "0m", "alertname": "KilnCanaryAborted", "exp_alerts": []},
-                    {
-                        "eval_time": "1m",
-                        "alertname": "KilnCanaryAborted",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {**aborted, "severity": "warning"},
-                                "exp_annotations": {
-                                    "summary": "InferenceService team-a/iris: the canary was "
-                                    "rolled back",
-                                    "description": "The operator's analysis aborted the rollout;"
-                                    " the stable version keeps serving. See `kubectl describe kis"
-                                    " iris -n team-a` (status.history).",
-                                },
-                            }
-                        ],
-                    },
-                ],
-            }
+            _series(condition, aborted, "0 1x5"),
+            _series(condition, {**missing, "reason": "VersionNotFound"}, "1x5"),
         ],
+        [_silent("KilnCanaryAborted", "0m"), _firing("KilnCanaryAborted", "1m", fired)],
     )
 
 
@@ -130,41 +132,29 @@ def test_a_canary_answering_errors_above_the_ratio_alerts_after_two_minutes(
     info = "kiln_inferenceservice_canary_info"
     requests = "kiln_inference_requests_total"
     other = {**SERVICE, "inferenceservice": "wine"}
+    fired = {
+        "exp_labels": {**SERVICE, "version": "3", "severity": "warning"},
+        "exp_annotations": {
+            "summary": "Canary version 3 of team-a/iris answers 18.18% errors",
+            "description": "More than 0.1 of the canary's inference requests fail with 5xx.",
+        },
+    }
     _test_rules(
         rules,
         [
-            {
-                "interval": "1m",
-                "input_series": [
-                    _series(requests, _server("3", "200", "iris-v3-a"), "0+50x20"),
-                    _series(requests, _server("3", "200", "iris-v3-b"), "0+40x20"),
-                    _series(requests, _server("3", "500", "iris-v3-a"), "0+20x20"),
-                    _series(requests, _server("2", "200", "iris-v2-a"), "0+90x20"),
-                    _series(requests, _server("2", "503", "iris-v2-a"), "0+20x20"),
-                    _series(info, {**SERVICE, "version": "3", "step": "1"}, "1x20"),
-                    _series(requests, {**_server("4", "200", "wine-v4"), **other}, "0+95x20"),
-                    _series(requests, {**_server("4", "500", "wine-v4"), **other}, "0+5x20"),
-                    _series(info, {**other, "version": "4", "step": "0"}, "1x20"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "2m", "alertname": "KilnCanaryErrorRateHigh", "exp_alerts": []},
-                    {
-                        "eval_time": "4m",
-                        "alertname": "KilnCanaryErrorRateHigh",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {**SERVICE, "version": "3", "severity": "warning"},
-                                "exp_annotations": {
-                                    "summary": "Canary version 3 of team-a/iris answers 18.18% "
-                                    "errors",
-                                    "description": "More than 0.1 of the canary's inference "
-                                    "requests fail with 5xx.",
-                                },
-                            }
-                        ],
-                    },
-                ],
-            }
+            _series(requests, _server("3", "200", "iris-v3-a"), "0+50x20"),
+            _series(requests, _server("3", "200", "iris-v3-b"), "0+40x20"),
+            _series(requests, _server("3", "500", "iris-v3-a"), "0+20x20"),
+            _series(requests, _server("2", "200", "iris-v2-a"), "0+90x20"),
+            _series(requests, _server("2", "503", "iris-v2-a"), "0+20x20"),
+            _series(info, {**SERVICE, "version": "3", "step": "1"}, "1x20"),
+            _series(requests, {**_server("4", "200", "wine-v4"), **other}, "0+95x20"),
+            _series(requests, {**_server("4", "500", "wine-v4"), **other}, "0+5x20"),
+            _series(info, {**other, "version": "4", "step": "0"}, "1x20"),
+        ],
+        [
+            _silent("KilnCanaryErrorRateHigh", "2m"),
+            _firing("KilnCanaryErrorRateHigh", "4m", fired),
         ],
     )
 
@@ -176,37 +166,22 @@ def test_drift_above_the_threshold_alerts_once_it_lasts_the_configured_time(
     0.25, under it."""
     psi = "kiln_drift_psi_overall"
     pod = {**SERVICE, "model": "iris", "version": "2"}
+    fired = {
+        "exp_labels": {**SERVICE, "severity": "info"},
+        "exp_annotations": {
+            "summary": "team-a/iris: live inputs drifted from the training data (PSI 0.50)",
+            "description": "The mean PSI of the model servers' inputs has stayed above 0.3 "
+            "for 10m; a retraining run may be due (spec.monitoring.retrain).",
+        },
+    }
     _test_rules(
         rules,
         [
-            {
-                "interval": "1m",
-                "input_series": [
-                    _series(psi, {**pod, "pod": "iris-v2-a"}, "0.1 0.5x30"),
-                    _series(psi, {**pod, "pod": "iris-v2-b"}, "0.1 0.2x30"),
-                    _series(psi, {**pod, "inferenceservice": "wine", "pod": "w"}, "0.25x30"),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "10m", "alertname": "KilnDriftSustained", "exp_alerts": []},
-                    {
-                        "eval_time": "12m",
-                        "alertname": "KilnDriftSustained",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {**SERVICE, "severity": "info"},
-                                "exp_annotations": {
-                                    "summary": "team-a/iris: live inputs drifted from the "
-                                    "training data (PSI 0.50)",
-                                    "description": "The mean PSI of the model servers' inputs "
-                                    "has stayed above 0.3 for 10m; a retraining run may be due "
-                                    "(spec.monitoring.retrain).",
-                                },
-                            }
-                        ],
-                    },
-                ],
-            }
+            _series(psi, {**pod, "pod": "iris-v2-a"}, "0.1 0.5x30"),
+            _series(psi, {**pod, "pod": "iris-v2-b"}, "0.1 0.2x30"),
+            _series(psi, {**pod, "inferenceservice": "wine", "pod": "w"}, "0.25x30"),
         ],
+        [_silent("KilnDriftSustained", "10m"), _firing("KilnDriftSustained", "12m", fired)],
     )
 
 
@@ -216,57 +191,38 @@ def test_a_failed_or_stuck_training_job_alerts_after_its_time(rules: Path) -> No
     condition = "kiln_trainingjob_condition"
     job = {"namespace": "team-a"}
     failed = {
-        **job,
-        "trainingjob": "nightly",
-        "type": "Succeeded",
-        "reason": "BackoffLimitExceeded",
-    }
+        **job, "trainingjob": "nightly", "type": "Succeeded", "reason": "BackoffLimitExceeded"
+    }  # fmt: skip
     stuck = {**job, "trainingjob": "weekly", "type": "Ready", "reason": "ImagePullBackOff"}
+    failing = {
+        "exp_labels": {**failed, "severity": "warning"},
+        "exp_annotations": {
+            "summary": "TrainingJob team-a/nightly: its latest run failed (BackoffLimitExceeded)",
+            "description": "See `kubectl get tj nightly -n team-a -o yaml` (status.runs).",
+        },
+    }
     _test_rules(
         rules,
         [
-            {
-                "interval": "1m",
-                "input_series": [
-                    _series(condition, failed, "1 0x30"),
-                    _series(condition, stuck, "0x30"),
-                    _series(condition, {**failed, "trainingjob": "hourly"}, "1x30"),
-                    _series(
-                        condition,
-                        {**stuck, "trainingjob": "daily", "reason": "NoRunFinished"},
-                        "0x30",
-                    ),
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "4m", "alertname": "KilnTrainingJobFailing", "exp_alerts": []},
-                    {
-                        "eval_time": "6m",
-                        "alertname": "KilnTrainingJobFailing",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {**failed, "severity": "warning"},
-                                "exp_annotations": {
-                                    "summary": "TrainingJob team-a/nightly: its latest run "
-                                    "failed (BackoffLimitExceeded)",
-                                    "description": "See `kubectl get tj nightly -n team-a -o "
-                                    "yaml` (status.runs).",
-                                },
-                            }
-                        ],
-                    },
-                    {"eval_time": "14m", "alertname": "KilnTrainingJobStuck", "exp_alerts": []},
-                    {
-                        "eval_time": "16m",
-                        "alertname": "KilnTrainingJobStuck",
-                        "exp_alerts": [
-                            _alert(
-                                {**stuck, "severity": "warning"},
-                                "TrainingJob team-a/weekly: a run cannot start (ImagePullBackOff)",
-                            )
-                        ],
-                    },
-                ],
-            }
+            _series(condition, failed, "1 0x30"),
+            _series(condition, stuck, "0x30"),
+            _series(condition, {**failed, "trainingjob": "hourly"}, "1x30"),
+            _series(
+                condition, {**stuck, "trainingjob": "daily", "reason": "NoRunFinished"}, "0x30"
+            ),
+        ],
+        [
+            _silent("KilnTrainingJobFailing", "4m"),
+            _firing("KilnTrainingJobFailing", "6m", failing),
+            _silent("KilnTrainingJobStuck", "14m"),
+            _firing(
+                "KilnTrainingJobStuck",
+                "16m",
+                _alert(
+                    {**stuck, "severity": "warning"},
+                    "TrainingJob team-a/weekly: a run cannot start (ImagePullBackOff)",
+                ),
+            ),
         ],
     )
 
@@ -277,34 +233,21 @@ def test_reconcile_errors_that_last_alert_per_kind(rules: Path) -> None:
     _test_rules(
         rules,
         [
-            {
-                "interval": "1m",
-                "input_series": [
-                    _series(
-                        reconciles, {**pod, "kind": "TrainingJob", "result": "error"}, "0+3x40"
-                    ),
-                    _series(reconciles, {**pod, "kind": "TrainingJob", "result": "ok"}, "0+9x40"),
-                    _series(reconciles, {**pod, "kind": "ModelVersion", "result": "ok"}, "0+9x40"),
-                    _series(reconciles, {**pod, "kind": "ModelVersion", "result": "error"}, "0x40"),
-                ],
-                "alert_rule_test": [
-                    {
-                        "eval_time": "14m",
-                        "alertname": "KilnOperatorReconcileErrors",
-                        "exp_alerts": [],
-                    },
-                    {
-                        "eval_time": "17m",
-                        "alertname": "KilnOperatorReconcileErrors",
-                        "exp_alerts": [
-                            _alert(
-                                {"kind": "TrainingJob", "severity": "warning"},
-                                "kiln-operator: reconciles of TrainingJob keep failing",
-                            )
-                        ],
-                    },
-                ],
-            }
+            _series(reconciles, {**pod, "kind": "TrainingJob", "result": "error"}, "0+3x40"),
+            _series(reconciles, {**pod, "kind": "TrainingJob", "result": "ok"}, "0+9x40"),
+            _series(reconciles, {**pod, "kind": "ModelVersion", "result": "ok"}, "0+9x40"),
+            _series(reconciles, {**pod, "kind": "ModelVersion", "result": "error"}, "0x40"),
+        ],
+        [
+            _silent("KilnOperatorReconcileErrors", "14m"),
+            _firing(
+                "KilnOperatorReconcileErrors",
+                "17m",
+                _alert(
+                    {"kind": "TrainingJob", "severity": "warning"},
+                    "kiln-operator: reconciles of TrainingJob keep failing",
+                ),
+            ),
         ],
     )
 
@@ -312,26 +255,10 @@ def test_reconcile_errors_that_last_alert_per_kind(rules: Path) -> None:
 def test_a_wrong_expectation_fails_promtool_test(rules: Path) -> None:
     """The harness can fail: expecting the drift alert for the service under the
     threshold is refused by promtool."""
-    psi = "kiln_drift_psi_overall"
-    spec = {
-        "rule_files": [rules.name],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [_series(psi, {**SERVICE, "pod": "p"}, "0.25x30")],
-                "alert_rule_test": [
-                    {
-                        "eval_time": "20m",
-                        "alertname": "KilnDriftSustained",
-                        "exp_alerts": [_alert({**SERVICE, "severity": "info"}, "any")],
-                    }
-                ],
-            }
-        ],
-    }
-    test_file = rules.parent / "wrong.test.yaml"
-    test_file.write_text(yaml.safe_dump(spec))
-    result = promtool("test", "rules", test_file.name, cwd=rules.parent)
+    result = _promtool_test(
+        rules,
+        [_series("kiln_drift_psi_overall", {**SERVICE, "pod": "p"}, "0.25x30")],
+        [_firing("KilnDriftSustained", "20m", _alert({**SERVICE, "severity": "info"}, "any"))],
+    )
     assert result.returncode != 0
     assert "KilnDriftSustained" in result.stdout + result.stderr
