@@ -11,7 +11,8 @@ RBAC and admission, which only a real API server of their own can.
 Covers: ``helm template`` with a matrix of values (defaults, namespaced, cluster-wide with
 two replicas, GPU, CRDs off, the approval policy, monitoring on, RBAC off) renders
 manifests the server accepts (``kubectl apply --dry-run=server``; prometheus-operator's
-kinds as stand-in CRDs with open schemas); ``helm install`` renders the approval policy
+kinds as stand-in CRDs with open schemas, their fields being checked against its published
+schemas in ``tests/unit/chart/test_monitoring.py``); ``helm install`` renders the approval policy
 in the version the cluster serves. The operator, authenticated as the chart's
 ServiceAccount by a bound token from the TokenRequest API (as in a pod), trains and
 registers a version, validates it, serves it with an HPA, a PDB and an HTTPRoute, replaces
