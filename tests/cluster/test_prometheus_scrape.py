@@ -35,6 +35,7 @@ from tests.support.helm import render
 from tests.support.kube import KubeClient
 from tests.support.operator import OperatorProcess
 from tests.support.prometheus import Prometheus, require, rules_file, running
+from tests.support.serving import infer_body
 from tests.unit.chart.test_chart_generated import generate
 from tests.unit.chart.test_monitoring import EVERYTHING, dashboard_of, used_metrics
 
@@ -73,20 +74,6 @@ def _pod_target(server: ServerProcess, namespace: str, pod: str) -> dict[str, An
             "__meta_kubernetes_pod_label_kiln_dev_inferenceservice": SERVICE,
         },
     }
-
-
-def _infer(server: ServerProcess, rows: np.ndarray) -> int:
-    body = {
-        "inputs": [
-            {
-                "name": "input",
-                "datatype": "FP32",
-                "shape": list(rows.shape),
-                "data": rows.astype(np.float32).reshape(-1).tolist(),
-            }
-        ]
-    }
-    return server.infer(body).status
 
 
 @pytest.fixture
@@ -167,7 +154,10 @@ def test_prometheus_evaluates_the_rules_and_the_dashboard_over_kilns_own_metrics
             },
         ],
     }
-    shifted = np.random.default_rng(1).standard_normal((50, FEATURES)) * 0.2 + 2.0
+    # Far from the training data (standard normal): drift for the stable version; a first
+    # feature past the canary's table: a 500 from it.
+    shifted = infer_body(FEATURES, 2.0, rows=50)
+    failing = infer_body(FEATURES, 6.0, rows=50)
     with running(config, folder) as prometheus:
         prometheus.wait_until(
             "every target up",
@@ -177,8 +167,8 @@ def test_prometheus_evaluates_the_rules_and_the_dashboard_over_kilns_own_metrics
         # Prometheus has scraped every target, and lasts a few scrapes.
         kube.create(training_job("nightly"), namespace)
         for _ in range(5):
-            assert _infer(stable, shifted) == 200
-            assert _infer(canary, shifted + 4.0) == 500
+            assert stable.infer(shifted).status == 200
+            assert canary.infer(failing).status == 500
             time.sleep(1)
         _wait_for_two_scrapes_of_traffic(prometheus)
         _assert_rules_evaluate(prometheus, rule)

@@ -8,9 +8,7 @@ Tests that need it skip, saying how to install it, only where neither exists.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,22 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.tools import installed
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "kiln"
 RELEASE = "kiln"
 NAMESPACE = "kiln-system"
 
 
-def helm_binary() -> str | None:
-    beside_python = Path(sys.executable).parent / "helm"
-    if beside_python.exists():
-        return str(beside_python)
-    return shutil.which("helm")
-
-
 def require_helm() -> str:
     """The helm binary, or skip the test with the way to install it."""
-    binary = helm_binary()
+    binary = installed("helm")
     if binary is None:
         pytest.skip("helm is not installed: run `make helm` (.ci/install-helm), as CI does")
     return binary

@@ -29,18 +29,12 @@ import pytest
 import yaml
 
 from tests.support.ports import free_port
-
-
-def binary(name: str) -> str | None:
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.exists():
-        return str(beside_python)
-    return shutil.which(name)
+from tests.support.tools import installed
 
 
 def require(name: str) -> str:
     """The ``prometheus`` or ``promtool`` binary, or skip with the way to install it."""
-    found = binary(name)
+    found = installed(name)
     if found is None:
         pytest.skip(
             f"{name} is not installed: run `make prometheus` (.ci/install-prometheus), as CI does"
