@@ -233,12 +233,7 @@ def test_in_distribution_traffic_is_no_drift_no_run_and_no_writes_then_a_shift_r
 
 @pytest.fixture
 def second_replica(rig: Rig, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        rig.cluster.kubeconfig,
-        rig.namespace,
-        tmp_path / "kiln-operator-2.log",
-        extra_args=["--model-server-image", "kiln-server:test", "--resync-seconds", "30"],
-    )
+    process = rig.operator.replica(tmp_path / "kiln-operator-2.log")
     with process.running():
         yield process
     process.assert_no_unhandled_exceptions()

@@ -80,6 +80,18 @@ class OperatorProcess:
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
 
+    def replica(self, log_path: Path) -> OperatorProcess:
+        """Another process with this one's command, flags and environment: a second replica
+        must render the same objects, or the two fight over them."""
+        return OperatorProcess(
+            self.kubeconfig,
+            self.namespace,
+            log_path,
+            extra_args=self.extra_args,
+            env=self.extra_env,
+            command=self.command,
+        )
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
