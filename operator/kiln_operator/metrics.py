@@ -41,6 +41,7 @@ WATCH_EVENTS: Final = Counter(
 
 QUEUE_DEPTH: Final = Gauge(
     "kiln_operator_workqueue_depth",
-    "Keys waiting in a controller's work queue, by kind.",
-    ["kind"],
+    "Keys waiting in a controller's work queue, by kind and lane: change (an event, "
+    "something due, a retry) or recheck (only to be sure; served after every change).",
+    ["kind", "lane"],
 )

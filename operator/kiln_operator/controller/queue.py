@@ -6,6 +6,12 @@
   for one object becomes one reconcile, and one object is never reconciled twice at once.
 - **Delayed adds.** ``add_after`` keeps the earliest pending time per key: the next
   schedule, a periodic resync and a backoff never pile up timers.
+- **Changes before rechecks.** An add is a *change* (an event, a time something is due, a
+  retry) unless it says it is ``background`` (a recheck only to be sure: the resync, the
+  first list after a start). Workers take every waiting change before any recheck, and a
+  change to a key whose recheck waits moves it ahead. So with a thousand rechecks queued
+  a user's edit waits for the reconciles in progress, not for the backlog
+  (controller-runtime's priority queue puts its initial list and resyncs last the same way).
 - **Per-key exponential backoff with a cap.** ``add_rate_limited`` waits
   ``base * 2**failures`` (at most ``cap``) for that key; ``forget`` resets it after a
   success (client-go's ``ItemExponentialFailureRateLimiter``).
@@ -54,10 +60,13 @@ class WorkQueue:
         self.backoff = backoff or Backoff()
         self._clock = clock
         self._queue: deque[Key] = deque()
+        self._background: deque[Key] = deque()
         self._dirty: set[Key] = set()
+        #: Dirty keys every add of which (since the last get) was a background one.
+        self._only_background: set[Key] = set()
         self._processing: set[Key] = set()
         self._failures: dict[Key, int] = {}
-        self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
+        self._timers: dict[Key, _Timer] = {}
         self._ready = asyncio.Event()
         self._shut_down = False
         #: Adds accepted (for metrics and tests): coalesced adds are not counted.
@@ -65,32 +74,45 @@ class WorkQueue:
 
     # -- adding --------------------------------------------------------------------------
 
-    def add(self, key: Key) -> None:
-        """Reconcile ``key`` soon: once, however often it is added before it runs."""
-        if self._shut_down or key in self._dirty:
+    def add(self, key: Key, background: bool = False) -> None:
+        """Reconcile ``key`` soon: once, however often it is added before it runs; after
+        every waiting change if every add of it is ``background``."""
+        if self._shut_down:
+            return
+        if key in self._dirty:
+            if not background and key in self._only_background:
+                self._only_background.discard(key)
+                if key not in self._processing:
+                    self._background.remove(key)
+                    self._queue.append(key)
             return
         self._dirty.add(key)
+        if background:
+            self._only_background.add(key)
         if key in self._processing:
             return  # queued again by done()
-        self._queue.append(key)
+        self._lane(key).append(key)
         self.queued += 1
         self._ready.set()
 
-    def add_after(self, key: Key, delay: float) -> None:
-        """Add ``key`` after ``delay`` seconds, unless an earlier add of it is pending."""
+    def add_after(self, key: Key, delay: float, background: bool = False) -> None:
+        """Add ``key`` after ``delay`` seconds, unless an earlier add of it is pending; a
+        pending background add that a change joins becomes a change."""
         if self._shut_down:
             return
         if delay <= 0:
-            self.add(key)
+            self.add(key, background)
             return
         due = self._clock() + delay
         pending = self._timers.get(key)
         if pending is not None:
-            if pending[0] <= due:
+            if pending.due <= due:
+                pending.background = pending.background and background
                 return
-            pending[1].cancel()
+            pending.handle.cancel()
+            background = pending.background and background
         handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
-        self._timers[key] = (due, handle)
+        self._timers[key] = _Timer(due, handle, background)
 
     def add_rate_limited(self, key: Key, backoff: Backoff | None = None) -> float:
         """Add ``key`` after its next backoff delay (it failed again); returns the delay.
@@ -114,43 +136,61 @@ class WorkQueue:
         """The object is gone: drop its pending delayed add and its failure count."""
         pending = self._timers.pop(key, None)
         if pending is not None:
-            pending[1].cancel()
+            pending.handle.cancel()
         self._failures.pop(key, None)
 
     # -- working -------------------------------------------------------------------------
 
     async def get(self) -> Key:
         """The next key to reconcile; call :meth:`done` with it afterwards."""
-        while not self._queue:
+        while not (self._queue or self._background):
             if self._shut_down:
                 raise ShutDown
             self._ready.clear()
             await self._ready.wait()
-        key = self._queue.popleft()
+        key = (self._queue or self._background).popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        self._only_background.discard(key)
         return key
 
     def done(self, key: Key) -> None:
         """The reconcile of ``key`` ended: queue it again if it was added meanwhile."""
         self._processing.discard(key)
         if key in self._dirty and not self._shut_down:
-            self._queue.append(key)
+            self._lane(key).append(key)
             self.queued += 1
             self._ready.set()
 
     def __len__(self) -> int:
+        return len(self._queue) + len(self._background)
+
+    def waiting_changes(self) -> int:
+        """Keys waiting with a change (the rest wait only for a recheck)."""
         return len(self._queue)
 
     def shut_down(self) -> None:
         """Stop handing out keys; waiting workers get :class:`ShutDown`."""
         self._shut_down = True
-        for _, handle in self._timers.values():
-            handle.cancel()
+        for timer in self._timers.values():
+            timer.handle.cancel()
         self._timers.clear()
         self._queue.clear()
+        self._background.clear()
         self._ready.set()
 
+    def _lane(self, key: Key) -> deque[Key]:
+        return self._background if key in self._only_background else self._queue
+
     def _fire(self, key: Key) -> None:
-        self._timers.pop(key, None)
-        self.add(key)
+        timer = self._timers.pop(key, None)
+        self.add(key, background=timer is not None and timer.background)
+
+
+@dataclass
+class _Timer:
+    """A pending delayed add: when, its handle, and whether it is only a recheck."""
+
+    due: float
+    handle: asyncio.TimerHandle
+    background: bool

@@ -2,7 +2,10 @@
 
 A kind plugs in with a :class:`Controller`: its name, its watches
 (:mod:`kiln_operator.controller.watches`) and a reconcile function that takes a key and
-returns when to look again (or None). Everything else is shared by all kinds and lives
+returns when to look again: seconds until something is due, a :class:`Recheck` when
+nothing is due and it only wants to be sure, or None. Watch events are changes, the first
+list of a watch only a recheck: the work queue hands out every change before any recheck.
+Everything else is shared by all kinds and lives
 here once: mapping watch events to keys, coalescing a burst of events into one reconcile,
 bounded concurrency, per-key backoff after failures, the metrics of reconciles, and the
 rule that a failed reconcile never stops the controller.
@@ -31,7 +34,16 @@ from kiln_operator.objectlog import object_log
 
 log = logging.getLogger("kiln.operator")
 
-Reconcile = Callable[[Key], Awaitable[float | None]]
+
+@dataclass(frozen=True)
+class Recheck:
+    """Look again after ``seconds`` only to be sure, nothing being due then (the periodic
+    resync): it waits behind every change queued meanwhile."""
+
+    seconds: float
+
+
+Reconcile = Callable[[Key], Awaitable[float | Recheck | None]]
 
 #: Watch events for one key within this window are one add: the object and its children
 #: usually change together (a Job and its pod, a status write and its own echo).
@@ -60,7 +72,8 @@ class Controller:
         for key in watch.keys(obj):
             if watch.resource.kind == self.kind and event_type == "DELETED":
                 self.queue.discard(key)
-            self.queue.add_after(key, self.coalesce_seconds)
+            # A list (the start, or after the watch expired) shows no change, only state.
+            self.queue.add_after(key, self.coalesce_seconds, background=event_type == "LISTED")
 
     async def run(self, client: kube.Kube, namespaces: Sequence[str] | None) -> None:
         """Watch (``namespaces``, or every namespace when None) and reconcile until
@@ -93,7 +106,9 @@ class Controller:
                 key = await self.queue.get()
             except ShutDown:
                 return
-            QUEUE_DEPTH.labels(self.kind).set(len(self.queue))
+            changes = self.queue.waiting_changes()
+            QUEUE_DEPTH.labels(self.kind, "change").set(changes)
+            QUEUE_DEPTH.labels(self.kind, "recheck").set(len(self.queue) - changes)
             try:
                 await self._reconcile_once(key)
             finally:
@@ -121,5 +136,7 @@ class Controller:
                 return
         RECONCILES.labels(self.kind, "ok").inc()
         self.queue.forget(key)
-        if requeue_after is not None:
+        if isinstance(requeue_after, Recheck):
+            self.queue.add_after(key, requeue_after.seconds, background=True)
+        elif requeue_after is not None:
             self.queue.add_after(key, requeue_after)

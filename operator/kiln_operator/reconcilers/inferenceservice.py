@@ -37,6 +37,7 @@ from kiln_operator.builders.serving import (
 from kiln_operator.conditions import Verdict, find_condition, set_conditions
 from kiln_operator.controller.context import OperatorContext
 from kiln_operator.controller.queue import Key
+from kiln_operator.controller.runner import Recheck
 from kiln_operator.decisions.analysis import (
     Judgement,
     PodSample,
@@ -87,7 +88,7 @@ RETRAIN_CONDITION: Final = "Retraining"
 ROLLOUT_FIELDS: Final = ("serving", "canary", "abortedVersion", "abortedGeneration", "history")
 
 
-async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
+async def reconcile(ctx: OperatorContext, key: Key) -> float | Recheck | None:
     """Bring one InferenceService's children and status up to date; say when to look again."""
     namespace, name = key
     isvc = await ctx.client.get_or_none(kube.INFERENCE_SERVICES, name, namespace)
@@ -152,12 +153,13 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
             ctx, isvc, spec, spec.monitoring.drift, spec.monitoring.retrain, status, plan, now
         )
     await _write_status(ctx, isvc, spec, status, plan, resolution, now, drift, retrain)
-    requeue = plan.requeue_after
+    due = plan.requeue_after
     if drift_requeue is not None:
-        requeue = min(requeue, drift_requeue) if requeue is not None else drift_requeue
-    if resolution.waiting or (plan.tracks and not _all_available(plan, states)):
-        requeue = min(requeue or ctx.settings.resync_seconds, ctx.settings.resync_seconds)
-    return requeue if requeue is not None else ctx.settings.resync_seconds
+        due = min(due, drift_requeue) if due is not None else drift_requeue
+    waiting = resolution.waiting or (plan.tracks and not _all_available(plan, states))
+    if due is not None and (due <= ctx.settings.resync_seconds or not waiting):
+        return due
+    return Recheck(ctx.settings.resync_seconds)
 
 
 def _child_selector(name: str) -> str:

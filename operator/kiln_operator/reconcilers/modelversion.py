@@ -21,6 +21,7 @@ from kiln_operator.builders.validation import desired_validation_job
 from kiln_operator.conditions import Verdict
 from kiln_operator.controller.context import OperatorContext
 from kiln_operator.controller.queue import Key
+from kiln_operator.controller.runner import Recheck
 from kiln_operator.decisions.ownership import owned_by
 from kiln_operator.decisions.problems import refused_request, unreadable_spec
 from kiln_operator.decisions.registry import (
@@ -46,7 +47,7 @@ Obj = dict[str, Any]
 JOB_REJECTED = "ValidationJobRejected"
 
 
-async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
+async def reconcile(ctx: OperatorContext, key: Key) -> float | Recheck | None:
     """Bring one ModelVersion's validation and status up to date; say when to look again."""
     namespace, name = key
     model_version = await ctx.client.get_or_none(kube.MODEL_VERSIONS, name, namespace)
@@ -77,7 +78,7 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
     if refusal is not None and outcome is not None and outcome.phase != "Failed":
         raise refusal  # Forbidden, a quota, a webhook...: back off and try again
     if outcome is not None and not outcome.final:
-        return ctx.settings.resync_seconds
+        return Recheck(ctx.settings.resync_seconds)  # the Job's and pods' events come first
     return None
 
 

@@ -32,6 +32,7 @@ from kiln_operator.builders.modelversion import Registration, desired_model_vers
 from kiln_operator.conditions import Verdict
 from kiln_operator.controller.context import OperatorContext
 from kiln_operator.controller.queue import Key
+from kiln_operator.controller.runner import Recheck
 from kiln_operator.decisions.intent import intent_hash
 from kiln_operator.decisions.ownership import is_run_of, model_selector, owned_by, run_selector
 from kiln_operator.decisions.problems import (
@@ -70,7 +71,7 @@ from kiln_operator.decisions.status import (
     status_patch,
     transition_notices,
 )
-from kiln_operator.decisions.timing import RACE_RECHECK_SECONDS, requeue_after
+from kiln_operator.decisions.timing import RACE_RECHECK_SECONDS, next_look
 from kiln_operator.decisions.triggers import StartDecision, decide_start, format_time
 from kiln_operator.objectlog import ObjectLog, object_log
 
@@ -92,7 +93,7 @@ class Observed:
     """Run numbers of Jobs labelled with the TrainingJob's name that it does not own."""
 
 
-async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
+async def reconcile(ctx: OperatorContext, key: Key) -> float | Recheck | None:
     """Bring one TrainingJob's world in line with its spec; say when to look again."""
     namespace, name = key
     try:
@@ -160,7 +161,7 @@ def _key_of(training_job: Mapping[str, Any]) -> Key:
 # -- decide and write ------------------------------------------------------------------------
 
 
-async def _decide_and_write(ctx: OperatorContext, observed: Observed) -> float | None:
+async def _decide_and_write(ctx: OperatorContext, observed: Observed) -> float | Recheck | None:
     tj = observed.training_job
     meta = tj["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -259,7 +260,8 @@ async def _decide_and_write(ctx: OperatorContext, observed: Observed) -> float |
         await ctx.events.post(tj, notice.type, notice.reason, notice.message, format_time(now))
     if refused is not None:
         raise refused
-    return requeue_after(ctx.settings.resync_seconds, rows, decision.next_schedule_time, now)
+    look = next_look(ctx.settings.resync_seconds, rows, decision.next_schedule_time, now)
+    return look.seconds if look.due else Recheck(look.seconds)
 
 
 def _invalid_request_notice(request: ApiRunRequest) -> Notice:

@@ -1,5 +1,6 @@
 """The work queue and controller every kind shares: a burst of events is one reconcile, one
-object is never reconciled twice at once, failures back off per object up to a cap."""
+object is never reconciled twice at once, failures back off per object up to a cap, and a
+change never waits behind rechecks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from kiln_operator import kube
 from kiln_operator.controller.queue import Backoff, Key, ShutDown, WorkQueue
-from kiln_operator.controller.runner import Controller
+from kiln_operator.controller.runner import Controller, Recheck
 from kiln_operator.controller.watches import for_kind, owns
 
 A: Key = ("ml", "a")
@@ -75,6 +76,114 @@ async def test_a_shut_down_queue_stops_its_workers() -> None:
         await waiting
 
 
+def rechecks(count: int) -> list[Key]:
+    return [("ml", f"idle-{n}") for n in range(count)]
+
+
+async def test_a_change_is_handed_out_before_every_waiting_recheck() -> None:
+    queue = WorkQueue()
+    for key in rechecks(500):
+        queue.add(key, background=True)
+    queue.add(A)
+    assert (len(queue), queue.waiting_changes()) == (501, 1)
+    assert await queue.get() == A
+    assert await queue.get() == ("ml", "idle-0"), "rechecks keep their order"
+
+
+async def test_a_change_to_a_key_waiting_for_its_recheck_moves_it_ahead_once() -> None:
+    queue = WorkQueue()
+    for key in [A, *rechecks(3), B]:
+        queue.add(key, background=True)
+    queue.add(B)
+    queue.add(B, background=True)
+    assert len(queue) == 5, "the moved key is queued twice"
+    assert [await queue.get() for _ in range(5)] == [B, A, *rechecks(3)]
+
+
+async def test_a_change_during_a_reconcile_comes_back_ahead_of_rechecks() -> None:
+    queue = WorkQueue()
+    queue.add(A)
+    assert await queue.get() == A
+    queue.add(A, background=True)
+    for key in rechecks(3):
+        queue.add(key, background=True)
+    queue.add(A)
+    queue.done(A)
+    assert await queue.get() == A
+
+
+async def test_a_recheck_added_during_a_reconcile_comes_back_as_a_recheck() -> None:
+    queue = WorkQueue()
+    queue.add(A)
+    assert await queue.get() == A
+    queue.add(A, background=True)
+    queue.add(B, background=True)
+    queue.done(A)
+    assert queue.waiting_changes() == 0
+    assert [await queue.get(), await queue.get()] == [B, A]
+
+
+async def test_a_change_joining_a_pending_recheck_timer_fires_as_a_change() -> None:
+    queue = WorkQueue()
+    for key in rechecks(3):
+        queue.add(key, background=True)
+    queue.add_after(A, 0.01, background=True)
+    queue.add_after(A, 5.0)  # later: the earlier timer stays, but now carries a change
+    await asyncio.sleep(0.05)
+    assert queue.waiting_changes() == 1
+    assert await queue.get() == A
+
+
+async def test_an_earlier_recheck_does_not_demote_a_pending_change() -> None:
+    queue = WorkQueue()
+    queue.add_after(A, 5.0)
+    queue.add_after(A, 0.01, background=True)
+    await asyncio.sleep(0.05)
+    assert (len(queue), queue.waiting_changes()) == (1, 1)
+
+
+async def test_a_controller_serves_a_watch_event_before_listed_objects_and_rechecks() -> None:
+    order: list[Key] = []
+
+    async def reconcile(key: Key) -> float | Recheck | None:
+        order.append(key)
+        return Recheck(60.0)
+
+    watch = for_kind(kube.TRAINING_JOBS)
+    controller = Controller("TrainingJob", reconcile, [watch], workers=1, coalesce_seconds=0)
+    for n in range(20):
+        controller.observe(watch, "LISTED", tj(f"idle-{n}"))
+    controller.observe(watch, "MODIFIED", tj("a"))
+    worker = asyncio.create_task(controller._work())
+    await asyncio.sleep(0.1)
+    timers = dict(controller.queue._timers)
+    controller.queue.shut_down()
+    await worker
+    assert order[0] == A
+    assert sorted(order[1:]) == sorted(rechecks(20))
+    assert len(timers) == 21
+    assert all(timer.background for timer in timers.values()), "a recheck became a change"
+
+
+async def test_a_reconcile_returning_a_recheck_is_requeued_in_the_background() -> None:
+    both = asyncio.Event()
+
+    async def reconcile(key: Key) -> float | Recheck | None:
+        if key == B:
+            both.set()  # the worker requeues B before it next waits
+        return Recheck(60.0) if key == A else 60.0
+
+    controller = Controller("TrainingJob", reconcile, [], workers=1, coalesce_seconds=0)
+    controller.queue.add(A)
+    controller.queue.add(B)
+    worker = asyncio.create_task(controller._work())
+    await asyncio.wait_for(both.wait(), 1)
+    timers = dict(controller.queue._timers)
+    controller.queue.shut_down()
+    await worker
+    assert {key: timer.background for key, timer in timers.items()} == {A: True, B: False}
+
+
 def tj(name: str) -> dict[str, Any]:
     return {"metadata": {"namespace": "ml", "name": name}}
 
@@ -137,6 +246,6 @@ async def test_a_bug_in_a_reconcile_backs_off_slowly_but_keeps_the_key() -> None
     await asyncio.sleep(0.05)
     assert controller.queue.failures(A) == 1
     assert A in controller.queue._timers, "the failed key was dropped, not retried"
-    assert controller.queue._timers[A][0] - asyncio.get_running_loop().time() > 20
+    assert controller.queue._timers[A].due - asyncio.get_running_loop().time() > 20
     controller.queue.shut_down()
     await worker

@@ -21,6 +21,7 @@ import pytest
 from kiln_operator import kube, naming
 from kiln_operator.api.trainingjob import TrainingJobSpec
 from kiln_operator.controller.context import OperatorContext
+from kiln_operator.controller.runner import Recheck
 from kiln_operator.decisions.intent import intent_hash
 from kiln_operator.reconcilers.trainingjob import reconcile
 from tests.unit.trainingjob.factories import training_job
@@ -152,7 +153,7 @@ def _merge(target: Obj, patch: Obj) -> None:
             target[field] = copy.deepcopy(value)
 
 
-def run_reconcile(api: FakeKube) -> float | None:
+def run_reconcile(api: FakeKube) -> float | Recheck | None:
     client: Any = api
     ctx = dataclasses.replace(OperatorContext.of(client), clock=lambda: NOW)
     return asyncio.run(reconcile(ctx, ("ml", "iris")))
@@ -279,7 +280,8 @@ def test_a_foreign_job_holding_the_next_runs_name_is_a_condition_not_a_tight_loo
     assert (ready["status"], ready["reason"]) == ("False", "RunNameTaken")
     assert name in ready["message"]
     assert ("Warning", "RunNameTaken") in api.events()
-    assert outcome >= 30
+    assert isinstance(outcome, Recheck), "a blocked TrainingJob waits only for a recheck"
+    assert outcome.seconds >= 30
 
     del api.objects[("jobs", "ml", name)]
     run_reconcile(api)
@@ -294,7 +296,7 @@ def test_a_child_that_vanished_before_a_write_means_read_again_not_a_refusal(
     api.edit_spec(suspend=True)
     api.refuse("patch", kube.JOBS, 404, 'jobs.batch "iris-r1" not found')
     outcome = run_reconcile(api)
-    assert outcome is not None
+    assert isinstance(outcome, float), "a lost race is a change: read again soon"
     assert outcome <= 1
     assert api.ready()["reason"] != "ApiRequestRefused"
     assert ("Warning", "ApiRequestRefused") not in api.events()
@@ -315,4 +317,5 @@ def test_an_own_job_stripped_of_its_label_is_a_condition_not_a_tight_loop(api: F
     outcome = run_reconcile(api)
     assert api.ready()["reason"] == "RunNameTaken"
     assert "lost its kiln.dev/trainingjob label" in api.ready()["message"]
-    assert outcome >= 30
+    assert isinstance(outcome, Recheck), "a blocked TrainingJob waits only for a recheck"
+    assert outcome.seconds >= 30

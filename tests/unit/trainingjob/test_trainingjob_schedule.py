@@ -1,5 +1,5 @@
 """Cron decisions with an injected clock: due times, missed runs after downtime, the starting
-deadline, time zones and concurrency policies."""
+deadline, time zones, concurrency policies, and when to look again."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import datetime as dt
 
 import pytest
 
+from kiln_operator.decisions.runs import RunRow
 from kiln_operator.decisions.schedule import (
     ScheduleError,
     schedule_decision,
     scheduled_action,
     validate_schedule,
 )
+from kiln_operator.decisions.timing import NextLook, next_look
 
 
 def at(text: str) -> dt.datetime:
@@ -88,3 +90,23 @@ def test_unusable_schedules_are_explained(schedule: str, zone: str | None, messa
 )
 def test_concurrency_policy(policy: str, active: int, action: str) -> None:
     assert scheduled_action(policy, active) == action
+
+
+@pytest.mark.parametrize(
+    ("phase", "next_time", "look"),
+    [
+        pytest.param("Succeeded", None, NextLook(600.0, due=False), id="idle-resync-recheck"),
+        pytest.param("Running", None, NextLook(30.0, due=False), id="active-run-recheck"),
+        pytest.param("Running", "10:00:05", NextLook(5.5, due=True), id="schedule-due-first"),
+        pytest.param("Succeeded", "11:00", NextLook(600.0, due=False), id="schedule-later"),
+        pytest.param("Succeeded", "09:59", NextLook(0.5, due=True), id="schedule-overdue"),
+    ],
+)
+def test_the_next_look_is_due_only_for_a_scheduled_time(
+    phase: str, next_time: str | None, look: NextLook
+) -> None:
+    """A scheduled time is due (served before rechecks); the resync and an active run's
+    recheck are only rechecks."""
+    rows = [RunRow(name="iris-r1-x", number=1, trigger="spec", phase=phase)]
+    scheduled = f"2026-03-02T{next_time}Z" if next_time else None
+    assert next_look(600.0, rows, scheduled, at("2026-03-02T10:00")) == look
