@@ -852,17 +852,26 @@ async def pods_unschedulable(api: Api, namespace: str) -> tuple[int, int]:
     return len(pods), marked
 
 
+async def jobs_started(api: Api, namespace: str) -> int:
+    """Run Jobs whose status the Job controller has written (``status.startTime``)."""
+    listing = await api.list(JOBS.format(ns=namespace), TRAINING_JOB_LABEL)
+    jobs = listing.get("items") or []
+    return sum(1 for job in jobs if (job.get("status") or {}).get("startTime"))
+
+
 async def wait_for_settled(
     api: Api, operator: Operator, namespace: str, expected: int, opts: Options
 ) -> float:
-    """Until every run pod exists and is marked unschedulable and the operator has written
-    nothing for 15 s; returns the seconds it took.
+    """Until every run pod exists and is marked unschedulable, the Job controller has
+    written every Job's status (under load it lags the pods by tens of seconds, and a run's
+    start time comes from it), no change waits in the operator's work queue and it has
+    written nothing for 15 s; returns the seconds it took.
 
-    The work queue is not required to be empty: with a thousand active runs the periodic
-    rechecks keep it busy for good (the bench reports its depth)."""
+    Rechecks may wait: with a thousand active runs they keep the queue busy for good (the
+    bench reports its depth)."""
     began = time.monotonic()
     last_writes, quiet_since = -1.0, time.monotonic()
-    pods_done = False
+    world_done = False
     next_report = 0.0
     while time.monotonic() - began < opts.settle_timeout:
         counters = await operator.counters()
@@ -870,14 +879,15 @@ async def wait_for_settled(
             last_writes, quiet_since = counters.writes, time.monotonic()
         if time.monotonic() >= next_report:
             pods, marked = await pods_unschedulable(api, namespace)
-            pods_done = marked >= expected
+            started = await jobs_started(api, namespace)
+            world_done = marked >= expected and started >= expected
             next_report = time.monotonic() + 5
             log(
-                f"settling: {pods} run pods, {marked} unschedulable; operator writes "
-                f"{counters.writes:.0f}, queue {counters.queue_depth:.0f}, "
-                f"RSS {operator.rss.latest_mb():.0f} MB"
+                f"settling: {pods} run pods, {marked} unschedulable, {started} Jobs started; "
+                f"operator writes {counters.writes:.0f}, queue {counters.queue_depth:.0f} "
+                f"({counters.changes_waiting:.0f} changes), RSS {operator.rss.latest_mb():.0f} MB"
             )
-        if pods_done and time.monotonic() - quiet_since >= 15:
+        if world_done and counters.changes_waiting == 0 and time.monotonic() - quiet_since >= 15:
             return time.monotonic() - began
         await asyncio.sleep(1.0)
     log(f"not settled after {opts.settle_timeout:.0f} s; measuring the quiet window anyway")
