@@ -147,10 +147,13 @@ def test_bookmarks_carry_a_resource_version_to_resume_from(
     )
 
 
-def test_no_bookmark_offers_what_the_watch_already_has(kube: KubeClient, namespace: str) -> None:
-    """A bookmark is only sent when it moves the watch on, never for the changes it replayed
-    (recorded on kube-apiserver v1.28.7: no bookmark at all in 5, 8 or 12 s watches on a
-    quiet server; where controllers change Widgets elsewhere, bookmarks past them)."""
+def test_no_bookmark_goes_back_behind_a_delivered_change(kube: KubeClient, namespace: str) -> None:
+    """A bookmark never takes the watch back behind a change it has delivered (recorded on
+    kube-apiserver v1.28.7: no bookmark at all in 5, 8 or 12 s watches on a quiet server;
+    where controllers change Widgets elsewhere, bookmarks past them; and on the full control
+    plane, when the watch cache had not yet seen w2 as the watch began, so that w2 came as a
+    live event, a bookmark at w2's own version, which the cache sends because it is past
+    the version the watch started from)."""
     first = kube.create(widget("w1"), namespace)
     second = kube.create(widget("w2"), namespace)
     events = list(
@@ -168,7 +171,7 @@ def test_no_bookmark_offers_what_the_watch_already_has(kube: KubeClient, namespa
     bookmarked = [
         int(e["object"]["metadata"]["resourceVersion"]) for e in events if e["type"] == "BOOKMARK"
     ]
-    assert all(version > replayed for version in bookmarked), bookmarked
+    assert all(version >= replayed for version in bookmarked), (bookmarked, replayed)
 
 
 def test_watch_without_bookmarks_requested_sends_none(kube: KubeClient, namespace: str) -> None:
