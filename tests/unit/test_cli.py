@@ -6,6 +6,13 @@ import subprocess
 import pytest
 
 
+def operator_refusal(*args: str) -> str:
+    """``kiln-operator ARGS``'s usage error (exit 2, as argparse refuses): its stderr."""
+    result = subprocess.run(["kiln-operator", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    return result.stderr
+
+
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
@@ -22,26 +29,16 @@ def test_console_script_prints_help(script: str, expected: str) -> None:
 
 
 def test_operator_requires_a_namespace_scope() -> None:
-    result = subprocess.run(["kiln-operator"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "--namespace" in result.stderr
+    assert "--namespace" in operator_refusal()
 
 
 @pytest.mark.parametrize("namespace", ["team-*", "Team", "a" * 64, "ml."])
 def test_operator_refuses_a_namespace_that_is_not_an_exact_name(namespace: str) -> None:
-    result = subprocess.run(
-        ["kiln-operator", "--namespace", namespace], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    assert "is not a namespace name" in result.stderr
+    assert "is not a namespace name" in operator_refusal("--namespace", namespace)
 
 
 def test_operator_refuses_a_worker_count_out_of_range() -> None:
-    result = subprocess.run(
-        ["kiln-operator", "-A", "--workers", "0"], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    assert "--workers must lie in 1..64" in result.stderr
+    assert "--workers must lie in 1..64" in operator_refusal("-A", "--workers", "0")
 
 
 def test_operator_takes_the_model_server_image_and_refuses_a_zero_validation_deadline() -> None:
@@ -50,12 +47,8 @@ def test_operator_takes_the_model_server_image_and_refuses_a_zero_validation_dea
     options = parse_args(["-A", "--model-server-image", "registry.example/kiln-server:1"])
     assert options.model_server_image == "registry.example/kiln-server:1"
     assert options.validation_deadline_seconds == 600
-    result = subprocess.run(
-        ["kiln-operator", "-A", "--validation-deadline", "0"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "--validation-deadline must be at least 1" in result.stderr
+    refusal = operator_refusal("-A", "--validation-deadline", "0")
+    assert "--validation-deadline must be at least 1" in refusal
 
 
 def test_operator_takes_model_server_pull_secrets_once_each_and_refuses_a_bad_name() -> None:
@@ -66,9 +59,5 @@ def test_operator_takes_model_server_pull_secrets_once_each_and_refuses_a_bad_na
         ["-A", *("--model-server-pull-secret", "regcred") * 2, "--model-server-pull-secret", "b.c"]
     )
     assert options.model_server_pull_secrets == ("regcred", "b.c")
-    result = subprocess.run(
-        ["kiln-operator", "-A", "--model-server-pull-secret", "Reg_Cred"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "--model-server-pull-secret 'Reg_Cred' is not a Secret name" in result.stderr
+    refusal = operator_refusal("-A", "--model-server-pull-secret", "Reg_Cred")
+    assert "--model-server-pull-secret 'Reg_Cred' is not a Secret name" in refusal
